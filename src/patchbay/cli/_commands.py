@@ -1,0 +1,75 @@
+"""`patchbay validate`, `tools` and `call`: check a config, print schemas, run one tool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit
+from patchbay.observe import JsonLinesSink
+from patchbay.runtime import ToolCall, ToolRuntime
+from patchbay.spec import CallContext, SchemaFormat, export_tools
+
+ConfigOpt = Annotated[str, typer.Option("--config", "-c", help=CONFIG_HELP)]
+
+
+@app.command()
+def validate(config: ConfigOpt = "patchbay.yaml") -> None:
+    """Check a config: every mistake is printed with its location; exit 2 if any."""
+    cfg = load_or_exit(config)
+    print(f"ok: {len(cfg.integrations)} integrations, {len(cfg.tools)} tools")
+
+
+@app.command()
+def tools(
+    config: ConfigOpt = "patchbay.yaml",
+    fmt: Annotated[
+        SchemaFormat, typer.Option("--format", "-f", help="Which LLM API's tool format")
+    ] = SchemaFormat.OPENAI,
+    strict: Annotated[bool, typer.Option(help="OpenAI strict-mode schemas")] = True,
+) -> None:
+    """Print every tool's schema in an LLM API's format, as JSON."""
+    cfg = load_or_exit(config)
+    print(json.dumps(export_tools(cfg.tools.values(), fmt, strict=strict), indent=2))
+
+
+@app.command()
+def call(
+    tool: Annotated[str, typer.Argument(help="The tool to run")],
+    config: ConfigOpt = "patchbay.yaml",
+    args: Annotated[str, typer.Option("--args", help="Arguments as a JSON object")] = "{}",
+    call_id: Annotated[str, typer.Option("--call-id", help="The phone call's id")] = "cli",
+    tenant: Annotated[str | None, typer.Option(help="Tenant for per-tenant settings")] = None,
+    caller: Annotated[str | None, typer.Option(help="The caller's number")] = None,
+    state: Annotated[str, typer.Option(help="Call state as a JSON object")] = "{}",
+    events: Annotated[bool, typer.Option(help="Print events (redacted) on stderr")] = False,
+) -> None:
+    """Run one tool and print its result JSON; exits 0 whatever the tool's outcome."""
+    cfg = load_or_exit(config)
+    if tool not in cfg.tools:
+        fail(f"unknown tool {tool!r}; the config has: {', '.join(sorted(cfg.tools))}")
+    arguments = _json_object(args, "--args")
+    call_state = _json_object(state, "--state")
+    ctx = CallContext(id=call_id, tenant=tenant, caller=caller, state=call_state)
+
+    async def run() -> str:
+        sinks = [JsonLinesSink(sys.stderr)] if events else []
+        async with ToolRuntime(cfg, sinks=sinks) as runtime:
+            result = await runtime.execute(ToolCall(tool, arguments, ctx))
+        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+
+    print(asyncio.run(run()))
+
+
+def _json_object(text: str, option: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        fail(f"{option} is not JSON: {exc}")
+    if not isinstance(value, dict):
+        fail(f"{option} must be a JSON object")
+    return value

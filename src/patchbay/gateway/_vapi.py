@@ -1,0 +1,143 @@
+"""Vapi server URL: `tool-calls` messages in, `{"results": [...]}` out.
+
+Vapi has sent a tool call in several shapes over time, and all of them may arrive:
+
+- `toolCallList` items `{"id", "type": "function", "function": {"name", "arguments"}}`, where
+  `arguments` is an object or a JSON string (the API reference's `ToolCall`);
+- `toolCallList` items `{"id", "name", "arguments"}` or `{"id", "name", "parameters"}` (the
+  custom-tools and server-events guides);
+- only `toolWithToolCallList` entries `{"name" | "function": {"name"}, "toolCall": {...}}`.
+
+Several calls in one message run in parallel. Every call gets a results entry, even one that
+names no tool or carries broken arguments, so the assistant never waits on the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from patchbay.gateway._http import DoorError, arguments_object, first_text, mapping, text_or_none
+from patchbay.runtime import ToolCall, ToolResult, ToolRuntime
+from patchbay.spec import CallContext
+
+__all__ = ["VapiCall", "answer_vapi", "parse_vapi_calls", "vapi_call_context"]
+
+# Informational messages that mean the phone call is over: its state can go.
+_ENDED_STATUS = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class VapiCall:
+    """One tool call of a `tool-calls` message, or why it cannot run."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    problem: str | None = None
+
+
+def _items(message: Mapping[str, Any]) -> list[Any]:
+    for key in ("toolCallList", "toolCalls"):
+        found = message.get(key)
+        if isinstance(found, list) and found:
+            return found
+    merged: list[Any] = []
+    for entry in message.get("toolWithToolCallList") or ():
+        entry = mapping(entry)
+        call = dict(mapping(entry.get("toolCall")))
+        if "name" not in call and "function" not in call:
+            call["name"] = first_text(entry.get("name"), mapping(entry.get("function")).get("name"))
+        merged.append(call)
+    return merged
+
+
+def _one(item: Any) -> VapiCall:
+    item = mapping(item)
+    fn = mapping(item.get("function"))
+    call_id = text_or_none(item.get("id")) or ""
+    name = first_text(item.get("name"), fn.get("name")) or ""
+    raw = None
+    for source, key in ((fn, "arguments"), (fn, "parameters"), (item, "arguments"),
+                        (item, "parameters")):  # fmt: skip
+        if key in source:
+            raw = source[key]
+            break
+    if not name:
+        return VapiCall(call_id, name, {}, "The tool call names no tool.")
+    try:
+        arguments = arguments_object(raw, "The tool call's arguments")
+    except DoorError as exc:
+        return VapiCall(call_id, name, {}, exc.message)
+    return VapiCall(call_id, name, arguments)
+
+
+def parse_vapi_calls(message: Mapping[str, Any]) -> list[VapiCall]:
+    """Every tool call of a `tool-calls` message, whatever shape each arrived in."""
+    return [_one(item) for item in _items(message)]
+
+
+def vapi_call_context(message: Mapping[str, Any], tenant: str | None) -> CallContext:
+    """The phone call a message belongs to: Vapi's call id and the customer's number."""
+    call = mapping(message.get("call"))
+    customer = mapping(message.get("customer")) or mapping(call.get("customer"))
+    call_id = text_or_none(call.get("id"))
+    if call_id is None:
+        raise DoorError(400, "bad_request", "The message has no call.id.")
+    return CallContext(id=call_id, tenant=tenant, caller=text_or_none(customer.get("number")))
+
+
+def _entry(call: VapiCall, result: ToolResult) -> dict[str, Any]:
+    entry: dict[str, Any] = {"toolCallId": call.id, "name": call.name}
+    if result.ok:
+        entry["result"] = result.llm_text()
+        return entry
+    entry["error"] = result.llm_text()
+    if result.say:
+        # Spoken by Vapi instead of its generic failure line: the tool's own fallback words.
+        entry["message"] = {"type": "request-failed", "content": result.say}
+    return entry
+
+
+def _problem_entry(call: VapiCall) -> dict[str, Any]:
+    words = {"ok": False, "error": "invalid_arguments", "message": call.problem}
+    text = json.dumps(words, separators=(",", ":"), ensure_ascii=False)
+    return {"toolCallId": call.id, "name": call.name, "error": text}
+
+
+async def answer_vapi(
+    runtime: ToolRuntime, message: Mapping[str, Any], tenant: str | None
+) -> dict[str, Any]:
+    """The answer to one server message: tool results for `tool-calls`, `{}` for the rest."""
+    kind = message.get("type")
+    if kind != "tool-calls":
+        call_id = text_or_none(mapping(message.get("call")).get("id"))
+        ended = kind == "end-of-call-report" or (
+            kind == "status-update" and message.get("status") == _ENDED_STATUS
+        )
+        if ended and call_id is not None:
+            await runtime.end_call(call_id)
+        return {}
+    ctx = runtime.call_context(vapi_call_context(message, tenant))
+    tools = runtime.tools
+    calls = [
+        c
+        if c.problem is not None or c.name in tools
+        # Refused here, not in the runtime: unknown names must not become metric labels.
+        else VapiCall(c.id, c.name, {}, f"There is no tool named {c.name}.")
+        for c in parse_vapi_calls(message)
+    ]
+    if not calls:
+        raise DoorError(400, "bad_request", "The tool-calls message lists no tool calls.")
+    runnable = [c for c in calls if c.problem is None]
+    jobs = [runtime.execute(ToolCall(c.name, c.arguments, ctx, c.id or None)) for c in runnable]
+    # One call (the usual case) is awaited directly: gather would wrap it in a task.
+    results = [await jobs[0]] if len(jobs) == 1 else list(await asyncio.gather(*jobs))
+    by_call = dict(zip((id(c) for c in runnable), results, strict=True))
+    entries = [
+        _problem_entry(c) if c.problem is not None else _entry(c, by_call[id(c)]) for c in calls
+    ]
+    return {"results": entries}

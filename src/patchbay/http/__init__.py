@@ -1,0 +1,36 @@
+"""HTTP core: sans-IO request building, the transport, auth and secret references."""
+
+from patchbay.http._auth import Authenticator, NoAuth, build_authenticator
+from patchbay.http._build import build_request, fill, fill_text
+from patchbay.http._secrets import (
+    EnvProvider,
+    FileProvider,
+    Secret,
+    SecretProvider,
+    SecretResolver,
+    known_secret_values,
+)
+from patchbay.http._transport import AiohttpTransport
+from patchbay.http._types import Request, Response, Transport, TransportError
+from patchbay.http._version import apply_version
+
+__all__ = [
+    "AiohttpTransport",
+    "Authenticator",
+    "EnvProvider",
+    "FileProvider",
+    "NoAuth",
+    "Request",
+    "Response",
+    "Secret",
+    "SecretProvider",
+    "SecretResolver",
+    "Transport",
+    "TransportError",
+    "apply_version",
+    "build_authenticator",
+    "build_request",
+    "fill",
+    "fill_text",
+    "known_secret_values",
+]

@@ -1,0 +1,452 @@
+"""Credentials for an integration's requests: API key, bearer, basic, OAuth2, JWT, mTLS.
+
+An authenticator adds credentials to each request and says, after a 401, whether a retry with
+fresh credentials makes sense. Secrets are resolved lazily through a `SecretResolver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import json
+import os
+import ssl
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from patchbay._errors import ConfigError, SecretError, Unauthorized, UpstreamUnavailable
+from patchbay.http._secrets import Secret, SecretResolver
+from patchbay.http._types import Request, Transport
+from patchbay.spec._model import (
+    ApiKeyAuth,
+    AuthSpec,
+    BasicAuth,
+    BearerAuth,
+    JwtAuth,
+    MtlsAuth,
+    OAuth2Auth,
+)
+
+__all__ = ["Authenticator", "build_authenticator"]
+
+Clock = Callable[[], float]
+
+# The credential the current task last sent, per authenticator: lets on_unauthorized() tell
+# a 401 for a stale credential (already replaced: just retry) from one for the current one.
+_sent: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar(
+    "patchbay_auth_sent", default=None
+)
+
+
+class Authenticator(Protocol):
+    """Adds credentials to requests; refreshes them after a 401 when that can help."""
+
+    async def apply(self, request: Request) -> Request:
+        """The request with credentials added."""
+        ...
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """After a 401 for `request` (the one sent): True if a retry with fresh credentials
+        makes sense. Without `request`, the credential this task last sent is assumed."""
+        ...
+
+    async def close(self) -> None:
+        """Release whatever the authenticator holds."""
+        ...
+
+
+class NoAuth:
+    """No credentials."""
+
+    async def apply(self, request: Request) -> Request:
+        """The request unchanged."""
+        return request
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """Never worth a retry."""
+        return False
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class _Credential:
+    """Shared logic: remember what each task sent, and decide on a 401."""
+
+    def _sent_by(self, request: Request | None) -> str | None:
+        if request is not None:
+            return self._credential_in(request)
+        sent = _sent.get()
+        return sent[1] if sent is not None and sent[0] == id(self) else None
+
+    def _mark(self, value: str) -> None:
+        _sent.set((id(self), value))
+
+    def _credential_in(self, request: Request) -> str | None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class _StaticAuth(_Credential):
+    """A credential made from secrets that change only when they are rotated."""
+
+    def __init__(
+        self,
+        secrets: SecretResolver,
+        refs: tuple[str, ...],
+        render: Callable[[tuple[str, ...]], str],
+        header: str | None,
+        query: str | None = None,
+    ) -> None:
+        for ref in refs:
+            secrets.check(ref)  # a literal in the config fails at startup, not on a call
+        self._secrets = secrets
+        self._refs = refs
+        self._render = render
+        self._header = header
+        self._query = query
+        self._rendered: tuple[tuple[Secret, ...], str] | None = None
+
+    async def _current(self) -> str:
+        values = tuple([await self._secrets.resolve(ref) for ref in self._refs])
+        rendered = self._rendered
+        # the resolver hands out the same Secret objects until a value is re-read
+        if rendered is None or any(a is not b for a, b in zip(rendered[0], values, strict=True)):
+            rendered = self._rendered = (values, self._render(tuple(v.reveal() for v in values)))
+        return rendered[1]
+
+    async def apply(self, request: Request) -> Request:
+        """The request with the credential in its header or query parameter."""
+        value = await self._current()
+        self._mark(value)
+        if self._query is not None:
+            return request.with_query(((self._query, value),))
+        assert self._header is not None
+        return request.with_headers({self._header: value})
+
+    def _credential_in(self, request: Request) -> str | None:
+        if self._query is not None:
+            return next((v for k, v in request.query if k == self._query), None)
+        assert self._header is not None
+        return _header(request, self._header)
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """Re-read the secrets; a retry helps only if they were rotated since that send."""
+        sent = self._sent_by(request)
+        current = await self._current()
+        if sent is not None and current != sent:
+            return True
+        for ref in self._refs:
+            self._secrets.invalidate(ref)
+        return await self._current() != current
+
+
+class _Token:
+    __slots__ = ("refresh_at", "value")
+
+    def __init__(self, value: str, refresh_at: float) -> None:
+        self.value = value
+        self.refresh_at = refresh_at
+
+
+class OAuth2ClientCredentials(_Credential):
+    """OAuth 2.0 client credentials: one cached token, fetched once however many ask."""
+
+    def __init__(
+        self,
+        spec: OAuth2Auth,
+        secrets: SecretResolver,
+        transport: Transport,
+        *,
+        timeout_s: float = 10.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        secrets.check(spec.secret)
+        self._spec = spec
+        self._secrets = secrets
+        self._transport = transport
+        self._timeout = timeout_s
+        self._clock = clock
+        self._token: _Token | None = None
+        self._fetching: asyncio.Task[_Token] | None = None
+        self.fetches = 0  # how many token requests were sent, for tests and metrics
+
+    async def _get(self) -> _Token:
+        token = self._token
+        if token is not None and self._clock() < token.refresh_at:
+            return token
+        task = self._fetching
+        if task is None:
+            task = self._fetching = asyncio.ensure_future(self._fetch())
+            task.add_done_callback(self._fetched)
+        # shielded: a caller whose budget ran out must not cancel everyone's token request
+        return await asyncio.shield(task)
+
+    def _fetched(self, task: asyncio.Task[_Token]) -> None:
+        if self._fetching is task:
+            self._fetching = None
+        if not task.cancelled() and task.exception() is None:
+            self._token = task.result()
+
+    async def _fetch(self) -> _Token:
+        spec = self._spec
+        secret = await self._secrets.resolve(spec.secret)
+        form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", spec.client_id),
+            ("client_secret", secret.reveal()),
+        ]
+        if spec.scope:
+            form.append(("scope", spec.scope))
+        if spec.audience:
+            form.append(("audience", spec.audience))
+        request = Request(
+            method="POST",
+            url=spec.token_url,
+            path_template=urlsplit(spec.token_url).path or "/",
+            integration="oauth2",
+            tool="",
+            headers={"Accept": "application/json"},
+            form=tuple(form),
+            has_body=True,
+        )
+        self.fetches += 1
+        response = await self._transport.send(request, self._timeout)
+        if response.status >= 500:
+            raise UpstreamUnavailable(
+                "The sign-in service is not answering.", status_code=response.status
+            )
+        try:
+            body: Any = response.json() if response.status < 400 else None
+        except UpstreamUnavailable:
+            body = None
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if response.status >= 400 or not isinstance(token, str) or not token:
+            code = _oauth_error(response.body) if response.status >= 400 else None
+            raise Unauthorized(
+                f"The sign-in service refused our credentials (HTTP {response.status}"
+                + (f", {code})." if code else ")."),
+                status_code=response.status,
+                upstream_code=code,
+            )
+        expires_in = body.get("expires_in")
+        life = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
+        # refresh early, but never so early that a short-lived token is refetched every call
+        early = min(spec.refresh_before_s, life / 2)
+        return _Token(token, self._clock() + life - early)
+
+    async def apply(self, request: Request) -> Request:
+        """The request with `Authorization: Bearer <access token>`."""
+        token = await self._get()
+        self._mark(token.value)
+        return request.with_headers({"Authorization": f"Bearer {token.value}"})
+
+    def _credential_in(self, request: Request) -> str | None:
+        return _bearer(_header(request, "Authorization"))
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """Drop the token the 401 was for (once, however many requests saw it) and retry."""
+        sent = self._sent_by(request)
+        token = self._token
+        if token is not None and (sent is None or token.value == sent):
+            self._token = None
+        return True
+
+    async def close(self) -> None:
+        """Stop a token request in flight."""
+        task, self._fetching = self._fetching, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class JwtSigner(_Credential):
+    """Short-lived JWTs signed here (HS256, RS256, ES256), re-signed when 80% of life is gone."""
+
+    def __init__(self, spec: JwtAuth, secrets: SecretResolver, *, clock: Clock = time.time) -> None:
+        secrets.check(spec.secret)
+        self._spec = spec
+        self._secrets = secrets
+        self._clock = clock
+        self._key: Any = None
+        self._key_source: str | None = None
+        self._token: _Token | None = None
+
+    async def _signing_key(self) -> Any:
+        raw = (await self._secrets.resolve(self._spec.secret)).reveal()
+        if raw != self._key_source:
+            if self._spec.algorithm == "HS256":
+                key: Any = raw
+            else:
+                try:
+                    key = load_pem_private_key(raw.encode(), password=None)
+                except (ValueError, TypeError):
+                    raise SecretError(
+                        f"secret {self._spec.secret} is not an unencrypted PEM private key"
+                    ) from None
+            self._key, self._key_source, self._token = key, raw, None
+        return self._key
+
+    def _sign(self, key: Any) -> _Token:
+        spec = self._spec
+        now = self._clock()
+        claims = {
+            **spec.claims,
+            "iat": int(now),
+            "exp": int(now + spec.ttl_s),
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": spec.key_id} if spec.key_id else None
+        value = jwt.encode(claims, key, algorithm=spec.algorithm, headers=headers)
+        return _Token(value, now + spec.ttl_s * 0.8)
+
+    async def apply(self, request: Request) -> Request:
+        """The request with a fresh-enough signed token."""
+        key = await self._signing_key()
+        token = self._token
+        if token is None or self._clock() >= token.refresh_at:
+            token = self._token = self._sign(key)
+        self._mark(token.value)
+        if self._spec.header.lower() == "authorization":
+            return request.with_headers({self._spec.header: f"Bearer {token.value}"})
+        return request.with_headers({self._spec.header: token.value})
+
+    def _credential_in(self, request: Request) -> str | None:
+        value = _header(request, self._spec.header)
+        return _bearer(value) if self._spec.header.lower() == "authorization" else value
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """A retry helps only with a key rotated since that send; re-read it to find out."""
+        sent = self._sent_by(request)
+        token = self._token
+        if token is not None and sent is not None and token.value != sent:
+            return True
+        source = self._key_source
+        self._secrets.invalidate(self._spec.secret)
+        await self._signing_key()
+        return self._key_source != source
+
+
+class MutualTls:
+    """A client certificate: requests carry an SSL context the transport connects with."""
+
+    def __init__(self, spec: MtlsAuth, secrets: SecretResolver) -> None:
+        for ref in (spec.cert, spec.key, spec.ca):
+            if ref is not None:
+                secrets.check(ref)
+        self._spec = spec
+        self._secrets = secrets
+        self._context: ssl.SSLContext | None = None
+        self._lock = asyncio.Lock()
+
+    async def context(self) -> ssl.SSLContext:
+        """The client TLS context, built once from the cert, key and CA references."""
+        if self._context is None:
+            async with self._lock:
+                if self._context is None:
+                    spec = self._spec
+                    cert = (await self._secrets.resolve(spec.cert)).reveal()
+                    key = (await self._secrets.resolve(spec.key)).reveal()
+                    ca = (await self._secrets.resolve(spec.ca)).reveal() if spec.ca else None
+                    self._context = await asyncio.to_thread(_tls_context, cert, key, ca, spec)
+        return self._context
+
+    async def apply(self, request: Request) -> Request:
+        """The request with the client TLS context attached."""
+        return replace(request, tls=await self.context())
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """A certificate is not refreshed by retrying."""
+        return False
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def _tls_context(cert: str, key: str, ca: str | None, spec: MtlsAuth) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
+    # ssl can only load a certificate chain from files: write them privately, then delete
+    with tempfile.TemporaryDirectory(prefix="patchbay-tls-") as tmp:
+        cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+        for path, text in ((cert_path, cert), (key_path, key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+        try:
+            context.load_cert_chain(cert_path, key_path)
+        except (ssl.SSLError, ValueError):
+            raise SecretError(
+                f"secrets {spec.cert} and {spec.key} are not a PEM certificate and its key"
+            ) from None
+    return context
+
+
+def _header(request: Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    if value is not None:
+        return value
+    lname = name.lower()
+    return next((v for k, v in request.headers.items() if k.lower() == lname), None)
+
+
+def _bearer(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token if scheme.lower() == "bearer" else value
+
+
+def _oauth_error(body: bytes) -> str | None:
+    """The RFC 6749 `error` code of a token endpoint's answer (never its description)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    code = data.get("error") if isinstance(data, dict) else None
+    return code if isinstance(code, str) and code.isascii() and len(code) <= 64 else None
+
+
+def _basic(values: tuple[str, ...]) -> str:
+    return "Basic " + base64.b64encode(f"{values[0]}:{values[1]}".encode()).decode("ascii")
+
+
+def build_authenticator(
+    spec: AuthSpec | None,
+    secrets: SecretResolver,
+    transport: Transport,
+) -> Authenticator:
+    """The authenticator for an integration's auth spec (None: no credentials)."""
+    if spec is None:
+        return NoAuth()
+    if isinstance(spec, ApiKeyAuth):
+        if spec.query is None and spec.header is None:
+            raise ConfigError("api_key auth needs a header or a query parameter", "auth")
+        return _StaticAuth(secrets, (spec.secret,), lambda v: v[0], spec.header, spec.query)
+    if isinstance(spec, BearerAuth):
+        return _StaticAuth(secrets, (spec.secret,), lambda v: f"Bearer {v[0]}", "Authorization")
+    if isinstance(spec, BasicAuth):
+        if ":" in spec.username:
+            raise ConfigError("a basic auth username cannot contain ':'", "auth.username")
+        username = spec.username
+        return _StaticAuth(
+            secrets, (spec.secret,), lambda v: _basic((username, v[0])), "Authorization"
+        )
+    if isinstance(spec, OAuth2Auth):
+        return OAuth2ClientCredentials(spec, secrets, transport)
+    if isinstance(spec, JwtAuth):
+        return JwtSigner(spec, secrets)
+    if isinstance(spec, MtlsAuth):
+        return MutualTls(spec, secrets)
+    raise ConfigError(f"unsupported auth type {type(spec).__name__}", "auth")

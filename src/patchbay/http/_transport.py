@@ -1,0 +1,142 @@
+"""The aiohttp transport: one pooled session per event loop, one attempt per `send`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+from patchbay.http._types import Request, Response, TransportError
+
+__all__ = ["AiohttpTransport"]
+
+_JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded"
+_QUERY = re.compile(r"\?[^\s'\"<>]*")  # any query string quoted inside an error message
+_MAX_TIMEOUTS = 256
+
+
+class AiohttpTransport:
+    """Sends requests over one shared, lazily created aiohttp session.
+
+    Connections are pooled per host and per TLS context (aiohttp keys its pool on both), so
+    integrations with their own client certificate (`Request.tls`) never share a connection
+    with anyone else. Redirects are not followed: a redirect off the integration's base URL
+    would carry its credentials to another host, so a 3xx comes back as the answer.
+    """
+
+    __slots__ = ("_keepalive", "_limit", "_limit_per_host", "_session", "_ssl", "_timeouts")
+
+    def __init__(
+        self,
+        *,
+        limit: int = 256,
+        limit_per_host: int = 0,
+        keepalive_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._keepalive = keepalive_s
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        # created inside the running loop: aiohttp binds a session to the loop it starts in
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            limit_per_host=self._limit_per_host,
+            keepalive_timeout=self._keepalive,
+            ttl_dns_cache=300,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # one tenant's cookies must never ride along on another tenant's request
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            raise_for_status=False,
+        )
+        return self._session
+
+    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            if len(self._timeouts) >= _MAX_TIMEOUTS:
+                self._timeouts.clear()
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        return timeout
+
+    async def send(self, request: Request, timeout_s: float) -> Response:
+        """Send `request` and read the whole answer, giving up after `timeout_s` seconds."""
+        session = self._session
+        if session is None or session.closed:
+            session = self._open()
+        headers = request.headers
+        data: bytes | str | None = None
+        if request.form is not None:
+            data = urlencode(request.form)
+            headers = _with_content_type(headers, _FORM)
+        elif request.has_body:
+            data = json.dumps(request.json, separators=(",", ":")).encode()
+            headers = _with_content_type(headers, _JSON)
+        started = time.perf_counter()
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                params=request.query or None,
+                headers=headers,
+                data=data,
+                timeout=self._timeout(timeout_s),
+                ssl=request.tls if request.tls is not None else self._ssl,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                answer_headers = {k.lower(): v for k, v in resp.headers.items()}
+        except TimeoutError:
+            # aiohttp's connect/read timeouts are also ClientConnectionErrors: check this first
+            raise TimeoutError(f"{_where(request)}: no answer within {timeout_s:g} s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"{_where(request)}: {_reason(exc)}") from None
+        elapsed = (time.perf_counter() - started) * 1000.0
+        return Response(status, answer_headers, body, elapsed)
+
+    async def close(self) -> None:
+        """Close the session and its pooled connections."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+            # lets the connector finish closing transports before the loop goes away
+            await asyncio.sleep(0)
+
+
+def _with_content_type(headers: Mapping[str, str], value: str) -> dict[str, str]:
+    out = dict(headers)
+    if not any(key.lower() == "content-type" for key in out):
+        out["Content-Type"] = value
+    return out
+
+
+def _where(request: Request) -> str:
+    """Method, host and path template: never the query (api keys) or filled path (PII)."""
+    host = urlsplit(request.url).netloc.rpartition("@")[2]
+    return f"{request.method} {host}{request.path_template}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientResponseError):
+        text = f"{type(exc).__name__} {exc.status} {exc.message}"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        text = "the server closed the connection"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return _QUERY.sub("?…", text)

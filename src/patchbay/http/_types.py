@@ -1,0 +1,87 @@
+"""Requests and responses as plain data: built without I/O, sent by a transport."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from patchbay._errors import UpstreamUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to an integration, fully built and safe to send."""
+
+    method: str
+    url: str  # absolute; always under the integration's base URL
+    path_template: str  # the declared template, for logs and metrics (never the filled path)
+    integration: str
+    tool: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: tuple[tuple[str, str], ...] = ()
+    json: Any = None
+    has_body: bool = False
+    idempotency_key: str | None = None
+    form: tuple[tuple[str, str], ...] | None = None  # a urlencoded body (OAuth2 token requests)
+    tls: ssl.SSLContext | None = None  # client TLS (mTLS), set by the authenticator
+
+    def with_headers(self, extra: Mapping[str, str]) -> Request:
+        """A copy with more headers (auth, version, idempotency)."""
+        return replace(self, headers={**self.headers, **extra})
+
+    def with_query(self, extra: tuple[tuple[str, str], ...]) -> Request:
+        """A copy with more query parameters (api keys sent in the query)."""
+        return replace(self, query=self.query + extra)
+
+    @property
+    def is_write(self) -> bool:
+        """Whether the method may change something upstream."""
+        return self.method not in ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An upstream answer, read in full."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed_ms: float = 0.0
+
+    def json(self) -> Any:
+        """The body as JSON; an unreadable body is an UpstreamUnavailable, never a crash."""
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UpstreamUnavailable(
+                "The system answered with something unreadable.", status_code=self.status
+            ) from exc
+
+    def header(self, name: str) -> str | None:
+        """A header, case-insensitively."""
+        lname = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lname:
+                return value
+        return None
+
+
+class Transport(Protocol):
+    """Sends one request; raises TransportError on network failure, TimeoutError on timeout."""
+
+    async def send(self, request: Request, timeout_s: float) -> Response:
+        """Send `request`, giving up after `timeout_s` seconds."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class TransportError(Exception):
+    """The request did not get an HTTP answer (refused, reset, DNS, TLS)."""

@@ -1,0 +1,86 @@
+"""Retries with exponential backoff and full jitter, bounded by the tool's budget."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+from patchbay._errors import DeadlineExceeded, RateLimited, UpstreamUnavailable
+from patchbay.http._types import Request, Response, TransportError
+from patchbay.observe._events import Event
+from patchbay.policies._base import Exchange, Send
+from patchbay.policies._classify import is_retryable_status, may_resend, parse_retry_after
+from patchbay.spec._model import RetrySpec
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RetryPolicy:
+    """Resend on network errors, timeouts, 408 and 5xx; wait out 429s that fit the budget."""
+
+    __slots__ = ("_random", "_sleep")
+
+    def __init__(self, sleep: Sleep = asyncio.sleep, rng: random.Random | None = None) -> None:
+        self._sleep = sleep
+        self._random = rng or random.Random()
+
+    def backoff(self, spec: RetrySpec, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""
+        cap = min(spec.max_backoff_s, spec.backoff_s * (2 ** (attempt - 1)))
+        return self._random.uniform(0.0, cap)
+
+    async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
+        spec = exchange.tool.retry or exchange.integration.retry
+        resend_ok = may_resend(request.method, request.idempotency_key)
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= spec.attempts
+            timed_out = False
+            exchange.attempt = attempt
+            try:
+                response = await next(request, exchange)
+            except (TransportError, TimeoutError) as exc:
+                timed_out = isinstance(exc, TimeoutError)
+                if timed_out and exchange.remaining() <= 0.001:
+                    raise DeadlineExceeded("The system took too long to answer.") from exc
+                if last or not resend_ok:
+                    raise UpstreamUnavailable(
+                        "The system is not answering.", retryable=True
+                    ) from exc
+                wait = self.backoff(spec, attempt)
+            else:
+                status = response.status
+                if status == 429:
+                    ra = parse_retry_after(response.header("Retry-After"))
+                    wait = ra if ra is not None else self.backoff(spec, attempt)
+                    if last or wait >= exchange.remaining():
+                        raise RateLimited(
+                            "The system asked us to slow down.",
+                            retry_after_s=ra,
+                            status_code=429,
+                        )
+                elif is_retryable_status(status) and not last and resend_ok:
+                    wait = self.backoff(spec, attempt)
+                else:
+                    return response
+            if wait >= exchange.remaining():
+                # No point sleeping past the budget: the deadline would cut the next try anyway.
+                if timed_out:
+                    raise DeadlineExceeded("The system took too long to answer.")
+                raise UpstreamUnavailable("The system is not answering in time.", retryable=True)
+            exchange.event(
+                Event(
+                    kind="policy",
+                    tool=exchange.tool.name,
+                    call_id=exchange.call.id,
+                    integration=exchange.integration.name,
+                    method=request.method,
+                    path=request.path_template,
+                    attempt=attempt,
+                    outcome="retry",
+                    extra={"wait_s": round(wait, 3)},
+                )
+            )
+            await self._sleep(wait)

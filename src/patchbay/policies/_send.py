@@ -1,0 +1,74 @@
+"""The innermost steps: credentials, then the transport, one attempt each."""
+
+from __future__ import annotations
+
+import time
+
+from patchbay._errors import DeadlineExceeded
+from patchbay.http._auth import Authenticator
+from patchbay.http._types import Request, Response, Transport, TransportError
+from patchbay.observe._events import Event
+from patchbay.policies._base import Exchange, Send
+
+
+class AuthPolicy:
+    """Add credentials; on a 401, refresh them once and resend."""
+
+    __slots__ = ("_auth",)
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._auth = authenticator
+
+    async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
+        response = await next(await self._auth.apply(request), exchange)
+        if response.status == 401 and await self._auth.on_unauthorized():
+            response = await next(await self._auth.apply(request), exchange)
+        return response
+
+
+class TransportStep:
+    """Send one attempt with a timeout that never outlives the budget, and report it."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def __call__(self, request: Request, exchange: Exchange) -> Response:
+        integration = exchange.integration
+        timeout = min(integration.timeout_s, exchange.remaining())
+        if timeout <= 0:
+            raise DeadlineExceeded("The answer took too long.")
+        exchange.attempts += 1
+        exchange.sent = True
+        started = time.perf_counter()
+        status: int | None = None
+        outcome = "ok"
+        try:
+            response = await self._transport.send(request, timeout)
+            status = response.status
+            outcome = "ok" if status < 400 else f"http_{status}"
+            return response
+        except TimeoutError:
+            outcome = "timeout"
+            raise
+        except TransportError:
+            outcome = "network_error"
+            raise
+        finally:
+            if exchange.emitter.active:
+                exchange.event(
+                    Event(
+                        kind="attempt",
+                        tool=exchange.tool.name,
+                        call_id=exchange.call.id,
+                        integration=integration.name,
+                        tenant=exchange.call.tenant,
+                        method=request.method,
+                        path=request.path_template,
+                        status=status,
+                        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                        attempt=exchange.attempt,
+                        outcome=outcome,
+                    )
+                )

@@ -1,0 +1,131 @@
+"""What a Python handler gets: the call, and a client limited to its integration's operations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from patchbay._errors import OperationNotAllowed
+from patchbay.http._build import _query, _segment, join_url
+from patchbay.http._types import Request, Response
+from patchbay.policies._base import Exchange
+from patchbay.spec._call import CallContext
+from patchbay.spec._model import Method
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A declared method and path template, with a matcher for concrete paths."""
+
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, method: str, template: str) -> Operation:
+        """Compile a template such as /customers/{id} into a one-segment-per-placeholder regex."""
+        parts = _PLACEHOLDER.split(template)
+        regex = "".join(re.escape(p) if i % 2 == 0 else r"[^/?#]+" for i, p in enumerate(parts))
+        return cls(method.upper(), template, re.compile(regex))
+
+
+class HandlerClient:
+    """An HTTP client for one integration that can only call the operations the config declares.
+
+    Every request goes through the same pipeline as a declarative tool (auth, retries,
+    breaker, rate limit, events), and error statuses become the same ToolErrors.
+    """
+
+    __slots__ = ("_allowed", "_exchange", "_prefix", "_raise", "_send")
+
+    def __init__(
+        self,
+        allowed: tuple[Operation, ...],
+        exchange: Exchange,
+        send: Callable[[Request, Exchange], Awaitable[Response]],
+        raise_for: Callable[[Response, Exchange], Any],
+    ) -> None:
+        self._allowed = allowed
+        self._exchange = exchange
+        self._send = send
+        self._raise = raise_for
+        pin = exchange.integration.version
+        self._prefix = pin.path_prefix if pin else None
+
+    def _match(self, method: str, path: str) -> Operation:
+        for op in self._allowed:
+            if op.method == method and (op.template == path or op.pattern.fullmatch(path)):
+                return op
+        raise OperationNotAllowed(
+            f"{method} {path} is not an operation this integration declares.",
+            tool=self._exchange.tool.name,
+        )
+
+    async def request(
+        self,
+        method: Method,
+        path: str,
+        *,
+        path_params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send a declared operation and return its JSON body; error statuses raise ToolErrors.
+
+        `path` is a declared template (`/customers/{id}` with `path_params`) or a concrete
+        path matching one; placeholders are encoded as single segments either way.
+        """
+        if path_params:
+            path = _PLACEHOLDER.sub(lambda m: _segment(m.group(1), path_params[m.group(1)]), path)
+        if any(seg in (".", "..") for seg in path.split("/")):
+            raise OperationNotAllowed("Relative path segments are not allowed.")
+        op = self._match(method, path.split("?", 1)[0])
+        integration = self._exchange.integration
+        headers = dict(integration.headers)
+        if integration.version and integration.version.header and integration.version.value:
+            headers[integration.version.header] = integration.version.value
+        tool = self._exchange.tool
+        if idempotency_key is not None:
+            header = tool.idempotency.header if tool.idempotency else "Idempotency-Key"
+            headers[header] = idempotency_key
+        request = Request(
+            method=method,
+            url=join_url(integration.base_url, self._prefix, path),
+            path_template=op.template,
+            integration=integration.name,
+            tool=tool.name,
+            headers=headers,
+            query=_query(dict(params or {})),
+            json=json,
+            has_body=json is not None,
+            idempotency_key=idempotency_key,
+        )
+        response = await self._send(request, self._exchange)
+        return self._raise(response, self._exchange)
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        """GET a declared operation."""
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any) -> Any:
+        """POST to a declared operation."""
+        return await self.request("POST", path, **kw)
+
+
+@dataclass(slots=True)
+class HandlerContext:
+    """The first argument of every Python handler."""
+
+    call: CallContext
+    client: HandlerClient
+    tool: str
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The call's state, shared with later tool calls (`{call.state.x}` in templates)."""
+        return self.call.state

@@ -1,0 +1,168 @@
+"""Builds, once per integration and tenant, the policy pipeline every request goes through."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from patchbay.http import AiohttpTransport, Authenticator, SecretResolver, build_authenticator
+from patchbay.http._types import Request, Response, Transport
+from patchbay.observe._events import Emitter, Event
+from patchbay.policies._base import Exchange, Policy, Send, chain
+from patchbay.policies._deadline import DeadlinePolicy
+from patchbay.policies._retry import RetryPolicy
+from patchbay.policies._send import AuthPolicy, TransportStep
+from patchbay.runtime._handler import Operation
+from patchbay.spec import Config, Integration, Tool
+from patchbay.spec._imports import import_callable
+from patchbay.spec._call import CallContext
+
+log = logging.getLogger("patchbay.runtime")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Pipelines:
+    """Per (integration, tenant): effective settings, credentials and the composed pipeline."""
+
+    def __init__(
+        self,
+        config: Config,
+        emitter: Emitter,
+        *,
+        transport: Transport | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._config = config
+        self._emitter = emitter
+        self._transport = transport or AiohttpTransport()
+        self._secrets = SecretResolver(base_dir=config.base_dir)
+        self._sleep = sleep
+        self._effective: dict[tuple[str, str | None], Integration] = {}
+        self._sends: dict[tuple[str, str | None], Send] = {}
+        self._auth: dict[tuple[str, str | None], Authenticator] = {}
+        self._background: set[asyncio.Future[Response]] = set()
+        self._ops: dict[str, tuple[Operation, ...]] = {}
+
+    @property
+    def secrets(self) -> SecretResolver:
+        """The resolver of secret references (its known values feed log redaction)."""
+        return self._secrets
+
+    def integration(self, name: str, tenant: str | None) -> Integration:
+        """The integration's settings with the tenant's overrides applied."""
+        key = (name, tenant)
+        found = self._effective.get(key)
+        if found is None:
+            base = self._config.integrations[name]
+            override = base.tenants.get(tenant) if tenant else None
+            found = base
+            if override is not None:
+                update: dict[str, Any] = {
+                    k: v
+                    for k, v in (
+                        ("base_url", override.base_url),
+                        ("rate_limit", override.rate_limit),
+                        ("quota", override.quota),
+                    )
+                    if v is not None
+                }
+                if override.auth is not None:
+                    update["auth"] = override.auth
+                elif override.secret is not None and base.auth is not None:
+                    update["auth"] = base.auth.model_copy(update={"secret": override.secret})
+                found = base.model_copy(update=update)
+            self._effective[key] = found
+        return found
+
+    def exchange(self, tool: Tool, call: CallContext) -> Exchange:
+        """A fresh exchange for one tool execution."""
+        return Exchange(
+            tool=tool,
+            integration=self.integration(tool.integration, call.tenant),
+            call=call,
+            deadline=time.monotonic() + tool.budget_s,
+            emitter=self._emitter,
+        )
+
+    def policies(self, integration: Integration, auth: Authenticator) -> list[Policy]:
+        """The pipeline, outermost first (DESIGN.md): deadline, retry, auth."""
+        return [
+            DeadlinePolicy(self._adopt),
+            RetryPolicy(sleep=self._sleep),
+            AuthPolicy(auth),
+        ]
+
+    def send(self, exchange: Exchange) -> Send:
+        """The composed pipeline for the exchange's integration and tenant."""
+        key = (exchange.integration.name, exchange.call.tenant)
+        found = self._sends.get(key)
+        if found is None:
+            integration = exchange.integration
+            auth = build_authenticator(integration.auth, self._secrets, self._transport)
+            self._auth[key] = auth
+            found = chain(self.policies(integration, auth), TransportStep(self._transport))
+            self._sends[key] = found
+        return found
+
+    def operations(self, tool: Tool) -> tuple[Operation, ...]:
+        """What a handler of `tool`'s integration may call: declared requests and operations."""
+        name = tool.integration
+        found = self._ops.get(name)
+        if found is None:
+            ops = [
+                Operation.of(op.method, op.path)
+                for op in self._config.integrations[name].operations
+            ]
+            for other in self._config.tools.values():
+                if other.integration == name and other.request is not None:
+                    ops.append(Operation.of(other.request.method, other.request.path))
+            found = self._ops[name] = tuple(ops)
+        return found
+
+    def validators(self, tool: Tool) -> list[Callable[..., Any]]:
+        """The tool's Python validator hooks."""
+        return [import_callable(ref, self._config.base_dir) for ref in tool.validators]
+
+    def _adopt(self, task: asyncio.Future[Response], request: Request, exchange: Exchange) -> None:
+        """Keep a sent write running after its caller gave up, and record how it ended."""
+        self._background.add(task)
+
+        def done(fut: asyncio.Future[Response]) -> None:
+            self._background.discard(fut)
+            if fut.cancelled():
+                outcome, status = "cancelled", None
+            elif fut.exception() is not None:
+                outcome, status = type(fut.exception()).__name__, None
+            else:
+                status = fut.result().status
+                outcome = "ok" if status < 400 else f"http_{status}"
+            self._emitter.emit(
+                Event(
+                    kind="background",
+                    tool=exchange.tool.name,
+                    call_id=exchange.call.id,
+                    integration=exchange.integration.name,
+                    method=request.method,
+                    path=request.path_template,
+                    status=status,
+                    outcome=outcome,
+                    extra={"idempotency_key": request.idempotency_key or ""},
+                )
+            )
+
+        task.add_done_callback(done)
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait for background writes to finish."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout_s)
+
+    async def close(self) -> None:
+        """Finish background writes, close credentials and connections."""
+        await self.drain()
+        for auth in self._auth.values():
+            await auth.close()
+        await self._transport.close()

@@ -1,0 +1,240 @@
+"""Checks across a parsed config that the models alone cannot make; each returns every mistake."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import jmespath
+from jmespath.exceptions import (
+    ArityError,
+    IncompleteExpressionError,
+    JMESPathError,
+    LexerError,
+    ParseError,
+)
+
+from patchbay._errors import ConfigError
+from patchbay.spec._imports import import_callable, load_handler
+from patchbay.spec._model import Integration, Param, Tool
+
+# The same placeholder grammar as the request builder (http/_build.py), so what passes here
+# is exactly what the builder fills.
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")  # OpenAI, Anthropic and Gemini rules
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_CALL_FIELDS = ("id", "tenant", "caller")
+
+
+def check_state(state: str) -> list[ConfigError]:
+    """The state store URL must be one of the three backends."""
+    if state == "memory":
+        return []
+    if state.startswith("sqlite:///") and len(state) > len("sqlite:///"):
+        return []
+    if state.startswith(("redis://", "rediss://")) and urlsplit(state).hostname:
+        return []
+    return [
+        ConfigError(
+            f"unknown state store {state!r}; use memory, sqlite:///path or redis://host:port/db",
+            "state",
+        )
+    ]
+
+
+def _http_url(url: str, where: str) -> list[ConfigError]:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return []
+    return [ConfigError(f"expected an absolute http(s) URL, got {url!r}", where)]
+
+
+def check_integration(integration: Integration, where: str) -> list[ConfigError]:
+    """Base URLs (also per tenant) and token URLs must be absolute http(s) URLs."""
+    errors = _http_url(integration.base_url, f"{where}.base_url")
+    token_url = getattr(integration.auth, "token_url", None)
+    if isinstance(token_url, str):
+        errors += _http_url(token_url, f"{where}.auth.token_url")
+    for tenant, override in integration.tenants.items():
+        if override.base_url is not None:
+            errors += _http_url(override.base_url, f"{where}.tenants.{tenant}.base_url")
+    return errors
+
+
+def _placeholder_problem(name: str, params: Collection[str], *, in_path: bool) -> str | None:
+    """What is wrong with placeholder `{name}`, or None."""
+    if not _NAME.fullmatch(name):
+        # Outside a path the builder leaves such braces as literal text.
+        return f"malformed placeholder {{{name}}}" if in_path else None
+    parts = name.split(".")
+    if len(parts) == 1:
+        if not in_path:
+            return f"unknown placeholder {{{name}}}; write {{args.{name}}} or {{call.id}}-style"
+        parts = ["args", name]
+    root, rest = parts[0], parts[1:]
+    if root == "args":
+        if len(rest) != 1 or not rest[0]:
+            return f"placeholder {{{name}}} must name one parameter, like {{args.x}}"
+        if rest[0] not in params:
+            known = ", ".join(params) or "none"
+            return f"placeholder {{{name}}} names no parameter (parameters: {known})"
+        return None
+    if root == "call":
+        if len(rest) == 1 and rest[0] in _CALL_FIELDS:
+            return None
+        if len(rest) >= 2 and rest[0] == "state" and all(rest):
+            return None
+        return (
+            f"unknown placeholder {{{name}}}; "
+            "use call.id, call.tenant, call.caller or call.state.<name>"
+        )
+    return f"unknown placeholder root {root!r} in {{{name}}}; use args or call"
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a template value, with its location."""
+    if isinstance(value, str):
+        yield value, where
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}[{i}]")
+
+
+def _template(
+    text: str, where: str, params: Collection[str], *, in_path: bool
+) -> list[ConfigError]:
+    errors = []
+    for match in _PLACEHOLDER.finditer(text):
+        problem = _placeholder_problem(match.group(1), params, in_path=in_path)
+        if problem:
+            errors.append(ConfigError(problem, where))
+    return errors
+
+
+def _jmespath(expr: str, where: str) -> list[ConfigError]:
+    try:
+        jmespath.compile(expr)
+    except JMESPathError as exc:
+        return [ConfigError(f"invalid JMESPath expression {expr!r}: {_why(exc)}", where)]
+    return []
+
+
+def _why(exc: JMESPathError) -> str:
+    """jmespath's error without its multi-line caret drawing."""
+    if isinstance(exc, IncompleteExpressionError):
+        return "the expression is incomplete"
+    if isinstance(exc, LexerError):
+        return f"{exc.message} at column {exc.lexer_position}"
+    if isinstance(exc, ParseError) and not isinstance(exc, ArityError):
+        if exc.token_type == "EOF":
+            return f"unexpected end at column {exc.lex_position}"
+        return f"unexpected {exc.token_value!r} at column {exc.lex_position}"
+    return str(exc).splitlines()[0]
+
+
+def _param(param: Param, where: str) -> list[ConfigError]:
+    errors = []
+    if param.pattern is not None:
+        try:
+            re.compile(param.pattern)
+        except re.error as exc:
+            errors.append(ConfigError(f"invalid regular expression: {exc}", f"{where}.pattern"))
+    for low, high in (("minimum", "maximum"), ("min_length", "max_length")):
+        lo, hi = getattr(param, low), getattr(param, high)
+        if lo is not None and hi is not None and lo > hi:
+            errors.append(ConfigError(f"{low} {lo:g} is above {high} {hi:g}", f"{where}.{low}"))
+    if param.items is not None:
+        errors += _param(param.items, f"{where}.items")
+    return errors
+
+
+def check_tool(
+    tool: Tool,
+    where: str,
+    integrations: Collection[str] | None,
+    base_dir: str | None,
+    *,
+    import_handler: bool = True,
+) -> list[ConfigError]:
+    """Every cross-field mistake of one tool.
+
+    `integrations` None skips the integration check, `base_dir` None the imports.
+    """
+    errors: list[ConfigError] = []
+    if not _TOOL_NAME.fullmatch(tool.name):
+        errors.append(
+            ConfigError(
+                "tool names are 1 to 64 letters, digits, '_' or '-', starting with a letter or '_'",
+                where,
+            )
+        )
+    if integrations is not None and tool.integration not in integrations:
+        known = ", ".join(integrations) or "none"
+        errors.append(
+            ConfigError(
+                f"unknown integration {tool.integration!r} (integrations: {known})",
+                f"{where}.integration",
+            )
+        )
+    params = list(tool.parameters)
+    for name, param in tool.parameters.items():
+        if not _PARAM_NAME.fullmatch(name):
+            errors.append(
+                ConfigError(
+                    "parameter names start with a letter or '_' and hold letters, digits, '_'",
+                    f"{where}.parameters.{name}",
+                )
+            )
+        errors += _param(param, f"{where}.parameters.{name}")
+    if tool.require is not None:
+        for kind in ("one_of", "all_of"):
+            for name in getattr(tool.require, kind):
+                if name not in tool.parameters:
+                    errors.append(
+                        ConfigError(f"names unknown parameter {name!r}", f"{where}.require.{kind}")
+                    )
+    request = tool.request
+    if request is not None:
+        errors += _template(request.path, f"{where}.request.path", params, in_path=True)
+        for part in ("query", "headers", "body"):
+            for text, at in _strings(getattr(request, part), f"{where}.request.{part}"):
+                errors += _template(text, at, params, in_path=False)
+    if tool.idempotency is not None:
+        errors += _template(tool.idempotency.key, f"{where}.idempotency.key", params, in_path=False)
+    for i, rule in enumerate(tool.rules):
+        errors += _jmespath(rule.check, f"{where}.rules[{i}].check")
+    response = tool.response
+    if response.root is not None:
+        errors += _jmespath(response.root, f"{where}.response.root")
+    for out, expr in (response.fields or {}).items():
+        errors += _jmespath(expr, f"{where}.response.fields.{out}")
+    errors += _jmespath(response.code_field, f"{where}.response.code_field")
+    if response.summarize is not None and response.summarize.path is not None:
+        errors += _jmespath(response.summarize.path, f"{where}.response.summarize.path")
+    if tool.cache is not None and tool.is_write:
+        errors.append(ConfigError("a write tool cannot be cached", f"{where}.cache"))
+    if tool.mode == "background" and not tool.is_write:
+        errors.append(ConfigError("only write tools can run in the background", f"{where}.mode"))
+    if tool.prefetch and tool.is_write:
+        errors.append(
+            ConfigError("only read tools can be prefetched at call start", f"{where}.prefetch")
+        )
+    if base_dir is None:
+        return errors
+    if import_handler and tool.handler is not None:
+        try:
+            load_handler(base_dir, tool.handler)
+        except ConfigError as exc:
+            errors.append(ConfigError(exc.message, f"{where}.handler"))
+    for i, ref in enumerate(tool.validators):
+        try:
+            import_callable(ref, base_dir)
+        except ConfigError as exc:
+            errors.append(ConfigError(exc.message, f"{where}.validators[{i}]"))
+    return errors

@@ -1,0 +1,245 @@
+"""Reading patchbay.yaml: YAML, ${VAR} interpolation, validation, cross-checks; all mistakes."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from patchbay._errors import ConfigError, ConfigErrors
+from patchbay.spec._checks import check_integration, check_state, check_tool
+from patchbay.spec._messages import Loc, issues, join_loc
+from patchbay.spec._model import Config, Integration, Tool
+
+_INTERPOLATION = re.compile(
+    r"\$\$\{"  # escaped: $${ stands for a literal ${
+    r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
+    r"|\$\{(?P<bad>[^}]*)\}?"
+)
+M = TypeVar("M", bound=BaseModel)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 surprises: `2024-06-01` stays text, `on`/`no` stay text."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_TIMESTAMP, _BOOL)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load and check a patchbay.yaml; raise ConfigErrors listing every mistake found."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors(
+            [ConfigError(f"cannot read the config file: {exc.strerror or exc}", str(file))]
+        ) from None
+    return load_config_text(text, base_dir=file.resolve().parent, env=env)
+
+
+def load_config_text(
+    text: str, base_dir: str | Path = ".", env: Mapping[str, str] | None = None
+) -> Config:
+    """Load a config from YAML text; handlers are imported relative to `base_dir`."""
+    folder = str(Path(base_dir).resolve())
+    data = _parse(text)
+    errors: list[ConfigError] = []
+    data = _interpolate(data, os.environ if env is None else env, (), errors)
+    unfilled = {e.location for e in errors}
+    later: list[ConfigError] = []
+    config = _validate(data, folder, later)
+    # A value left empty by a failed interpolation would only repeat the same mistake.
+    errors += [e for e in later if e.location not in unfilled]
+    if errors:
+        raise ConfigErrors(errors)
+    assert config is not None  # every path that leaves it None adds an error
+    return config
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigErrors([ConfigError(f"YAML syntax error: {problem}", where)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigErrors([ConfigError(f"YAML syntax error: {exc}")]) from None
+    if data is None:
+        raise ConfigErrors([ConfigError("the config is empty")])
+    if not isinstance(data, dict):
+        raise ConfigErrors([ConfigError("the config must be a mapping of keys to values")])
+    return data
+
+
+def _interpolate(value: Any, env: Mapping[str, str], loc: Loc, errors: list[ConfigError]) -> Any:
+    """Fill ${VAR} and ${VAR:-default} in every string value; mapping keys become text."""
+    if isinstance(value, str):
+        return _fill(value, env, loc, errors)
+    if isinstance(value, dict):
+        return {_key(k): _interpolate(v, env, (*loc, _key(k)), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, (*loc, i), errors) for i, v in enumerate(value)]
+    return value
+
+
+def _key(key: Any) -> str:
+    # YAML reads `404:` as an int; config keys (e.g. upstream error codes) are always text.
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return key if isinstance(key, str) else str(key)
+
+
+def _fill(text: str, env: Mapping[str, str], loc: Loc, errors: list[ConfigError]) -> str:
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name = match.group("name")
+        if name is None:
+            bad = match.group("bad")
+            errors.append(
+                ConfigError(
+                    f"bad interpolation ${{{bad}}}; write ${{NAME}} or ${{NAME:-default}}",
+                    join_loc(loc),
+                )
+            )
+            return ""
+        value = env.get(name)
+        if value:
+            return value
+        default = match.group("default")
+        if default is not None:
+            return default
+        if value is not None:
+            return value
+        errors.append(
+            ConfigError(
+                f"environment variable {name} is not set "
+                f"(write ${{{name}:-default}} to give a default)",
+                join_loc(loc),
+            )
+        )
+        return ""
+
+    return _INTERPOLATION.sub(one, text)
+
+
+class _Checked(NamedTuple, Generic[M]):
+    valid: M | None  # the entry, when it validated
+    partial: M | None  # else a best-effort copy without the broken keys, for cross-checks
+    broken: list[list[int | str]]  # paths of the broken keys
+
+
+def _model(cls: type[M], data: Any, where: Loc, errors: list[ConfigError]) -> _Checked[M]:
+    try:
+        entry = cls.model_validate(data)
+        return _Checked(entry, entry, [])
+    except ValidationError as exc:
+        found = issues(exc, cls)
+    errors += [ConfigError(msg, join_loc((*where, *path))) for path, msg in found]
+    broken = [path for path, _ in found]
+    return _Checked(None, _pruned(cls, data, broken), broken)
+
+
+def _pruned(cls: type[M], data: Any, paths: list[list[int | str]]) -> M | None:
+    """`data` without the keys that failed, validated again; None when that cannot work.
+
+    Lets one pass report a typo and, say, an unknown placeholder of the same tool. A broken
+    parameter becomes a plain string parameter, so placeholders naming it stay known.
+    """
+    if not isinstance(data, dict):
+        return None
+    data = copy.deepcopy(data)
+    for path in paths:
+        if cls is Integration:
+            path = path[:1]  # every integration key but base_url is optional
+        if len(path) == 2 and path[0] == "parameters" and isinstance(data["parameters"], dict):
+            data["parameters"][path[1]] = {}
+            continue
+        node: Any = data
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not path or not isinstance(node, dict) or path[-1] not in node:
+            return None
+        del node[path[-1]]
+    try:
+        return cls.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _semantics_changed(paths: list[list[int | str]]) -> bool:
+    """Whether pruning may have turned a write into a read or back."""
+    return any(p[:1] == ["write"] or p[:2] == ["request", "method"] for p in paths)
+
+
+def _named(section: str, data: Any, errors: list[ConfigError]) -> dict[str, Any]:
+    """A section's raw entries, each with `name` filled from its key."""
+    raw = data.get(section, {})
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.append(ConfigError(f"expected a mapping of names to {section}", section))
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            given = value.get("name", key)
+            if given != key:
+                errors.append(
+                    ConfigError(f"name {given!r} differs from its key {key!r}", f"{section}.{key}")
+                )
+            value = {**value, "name": key}
+        out[key] = value
+    return out
+
+
+def _validate(data: dict[str, Any], folder: str, errors: list[ConfigError]) -> Config | None:
+    """Validate each integration and tool on its own, so one broken entry hides no other."""
+    if "base_dir" in data:
+        errors.append(ConfigError("unknown key 'base_dir'", "base_dir"))
+    raw_integrations = _named("integrations", data, errors)
+    raw_tools = _named("tools", data, errors)
+    top = {k: v for k, v in data.items() if k not in ("integrations", "tools", "base_dir")}
+    shell = _model(Config, {**top, "base_dir": folder}, (), errors)
+    if isinstance(top.get("state"), str):
+        errors += check_state(top["state"])
+    integrations: dict[str, Integration] = {}
+    for key, value in raw_integrations.items():
+        one = _model(Integration, value, ("integrations", key), errors)
+        if one.valid is not None:
+            integrations[key] = one.valid
+        if one.partial is not None:
+            errors += check_integration(one.partial, f"integrations.{key}")
+    tools: dict[str, Tool] = {}
+    for key, value in raw_tools.items():
+        checked = _model(Tool, value, ("tools", key), errors)
+        if checked.partial is None:
+            continue
+        found = check_tool(checked.partial, f"tools.{key}", raw_integrations.keys(), folder)
+        if checked.valid is not None:
+            tools[key] = checked.valid
+        elif _semantics_changed(checked.broken):
+            found = [e for e in found if not e.location.endswith((".cache", ".mode", ".prefetch"))]
+        errors += found
+    if errors or shell.valid is None:
+        return None
+    return Config.model_validate(
+        {**top, "integrations": integrations, "tools": tools, "base_dir": folder}
+    )

@@ -1,0 +1,325 @@
+"""Immutable spec objects: integrations, tools and their policies, as loaded from patchbay.yaml."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
+ParamFormat = Literal["e164", "email", "date", "date-time", "uri"]
+
+
+class Frozen(BaseModel):
+    """Base of every spec object: immutable, unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Param(Frozen):
+    """One argument the LLM may give a tool."""
+
+    type: ParamType = "string"
+    description: str | None = None
+    enum: tuple[Any, ...] | None = None
+    format: ParamFormat | None = None
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=0)
+    items: Param | None = None
+    min_items: int | None = Field(default=None, ge=0)
+    max_items: int | None = Field(default=None, ge=0)
+    required: bool | None = None  # None: required unless it has a default or sits in require
+    default: Any = None
+    region: str | None = None  # e164: the region for numbers given without a country code
+
+
+class Require(Frozen):
+    """Constraints across arguments."""
+
+    one_of: tuple[str, ...] = ()  # at least one of these must be given
+    all_of: tuple[str, ...] = ()
+
+
+class Rule(Frozen):
+    """A business rule: a JMESPath expression over {args, call} that must be true."""
+
+    check: str
+    message: str
+
+
+class RequestSpec(Frozen):
+    """A declarative HTTP request; `{args.x}`, `{call.id}`... placeholders are filled per call."""
+
+    method: Method = "GET"
+    path: str
+    query: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+
+
+class ListSummary(Frozen):
+    """Summarise a long list: keep the first `top`, count all, total some fields."""
+
+    path: str | None = None  # JMESPath to the list inside the (rooted) response; None = the root
+    top: int = Field(default=5, ge=0)
+    count_as: str = "count"
+    totals: dict[str, str] = Field(default_factory=dict)  # out name -> item field to sum
+    items_as: str = "items"
+
+
+class ResponseSpec(Frozen):
+    """How an upstream answer is turned into something an LLM can speak from."""
+
+    root: str | None = None  # JMESPath
+    fields: dict[str, str] | None = None  # out name -> JMESPath; None keeps all
+    messages: dict[str, str] = Field(default_factory=dict)  # upstream code -> words
+    code_field: str = "code"  # where an upstream error body keeps its code (JMESPath)
+    strip: tuple[str, ...] = ()  # keys removed wherever they appear
+    summarize: ListSummary | None = None
+    max_chars: int = Field(default=4000, ge=64)
+
+
+class Say(Frozen):
+    """Words the agent can speak for slow or failed calls."""
+
+    delayed: str | None = None
+    failed: str | None = None
+    timeout: str | None = None
+    accepted: str | None = None
+
+
+class Idempotency(Frozen):
+    """Idempotency key template, sent on every attempt of one logical write."""
+
+    key: str
+    header: str = "Idempotency-Key"
+    ttl_s: float = Field(default=86400.0, gt=0)
+
+
+class CacheSpec(Frozen):
+    """Read cache for a GET tool."""
+
+    ttl_s: float = Field(gt=0)
+    stale_if_error_s: float = Field(default=0.0, ge=0)
+
+
+class RetrySpec(Frozen):
+    """Retries for network errors, 408, 429 and 5xx, with exponential backoff and full jitter."""
+
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff_s: float = Field(default=0.2, ge=0)
+    max_backoff_s: float = Field(default=2.0, ge=0)
+
+
+class RateLimitSpec(Frozen):
+    """Client-side rate limit (GCRA), per integration and tenant."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(default=1, ge=1)
+
+
+class BreakerSpec(Frozen):
+    """Circuit breaker over a count window."""
+
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    slow_call_s: float | None = Field(default=None, gt=0)
+    slow_rate: float = Field(default=1.0, gt=0, le=1)
+    window: int = Field(default=20, ge=1)
+    min_calls: int = Field(default=10, ge=1)
+    open_s: float = Field(default=30.0, gt=0)
+    half_open_calls: int = Field(default=2, ge=1)
+    per_endpoint: bool = False
+
+
+class QuotaSpec(Frozen):
+    """Quotas: per integration and tenant per day; per tool per call."""
+
+    per_day: int | None = Field(default=None, ge=1)
+    per_call: int | None = Field(default=None, ge=1)
+
+
+class ApiKeyAuth(Frozen):
+    type: Literal["api_key"]
+    secret: str
+    header: str | None = "X-API-Key"
+    query: str | None = None  # send as this query parameter instead of a header
+
+
+class BearerAuth(Frozen):
+    type: Literal["bearer"]
+    secret: str
+
+
+class BasicAuth(Frozen):
+    type: Literal["basic"]
+    username: str
+    secret: str
+
+
+class OAuth2Auth(Frozen):
+    type: Literal["oauth2"]
+    token_url: str
+    client_id: str
+    secret: str  # the client secret reference
+    scope: str | None = None
+    audience: str | None = None
+    refresh_before_s: float = Field(default=30.0, ge=0)
+
+
+class JwtAuth(Frozen):
+    type: Literal["jwt"]
+    algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    secret: str  # HMAC secret or PEM private key reference
+    claims: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: float = Field(default=60.0, gt=0)
+    key_id: str | None = None
+    header: str = "Authorization"
+
+
+class MtlsAuth(Frozen):
+    type: Literal["mtls"]
+    cert: str  # reference to a PEM client certificate
+    key: str  # reference to its PEM private key
+    ca: str | None = None  # reference to a PEM CA bundle to verify the server
+
+
+AuthSpec = Annotated[
+    ApiKeyAuth | BearerAuth | BasicAuth | OAuth2Auth | JwtAuth | MtlsAuth,
+    Field(discriminator="type"),
+]
+
+
+class VersionPin(Frozen):
+    """Pin the API version, by header or by path prefix."""
+
+    header: str | None = None
+    value: str | None = None
+    path_prefix: str | None = None  # e.g. "/v2", put before every path
+
+    @model_validator(mode="after")
+    def _one_way(self) -> VersionPin:
+        if (self.header is None) == (self.path_prefix is None):
+            raise ValueError("give either header (with value) or path_prefix")
+        if self.header is not None and not self.value:
+            raise ValueError("a version header needs a value")
+        return self
+
+
+class TenantOverride(Frozen):
+    """Per-tenant settings, chosen by the call's tenant."""
+
+    base_url: str | None = None
+    auth: AuthSpec | None = None
+    secret: str | None = None  # shorthand: same auth type, another secret
+    rate_limit: RateLimitSpec | None = None
+    quota: QuotaSpec | None = None
+
+
+class Operation(Frozen):
+    """One method and path template an integration may call (least privilege)."""
+
+    method: Method
+    path: str
+
+
+class Integration(Frozen):
+    """A REST API patchbay may call, and the policies around every request to it."""
+
+    name: str = ""
+    base_url: str
+    auth: AuthSpec | None = None
+    version: VersionPin | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=5.0, gt=0)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    rate_limit: RateLimitSpec | None = None
+    breaker: BreakerSpec | None = None
+    quota: QuotaSpec | None = None
+    tenants: dict[str, TenantOverride] = Field(default_factory=dict)
+    operations: tuple[Operation, ...] = ()  # extra operations Python handlers may call
+
+
+class Tool(Frozen):
+    """One API operation as an LLM function."""
+
+    name: str = ""
+    integration: str
+    description: str
+    parameters: dict[str, Param] = Field(default_factory=dict)
+    require: Require | None = None
+    rules: tuple[Rule, ...] = ()
+    validators: tuple[str, ...] = ()  # "module:function" Python hooks
+    request: RequestSpec | None = None
+    handler: str | None = None  # "module:function"
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+    say: Say = Field(default_factory=Say)
+    budget_s: float = Field(default=5.0, gt=0, le=120)
+    cache: CacheSpec | None = None
+    idempotency: Idempotency | None = None
+    retry: RetrySpec | None = None  # overrides the integration's
+    quota: QuotaSpec | None = None
+    mode: Literal["sync", "background"] = "sync"
+    prefetch: bool = False
+    write: bool | None = None  # None: a write unless the request method is GET
+
+    @model_validator(mode="after")
+    def _request_or_handler(self) -> Tool:
+        if (self.request is None) == (self.handler is None):
+            raise ValueError("give exactly one of request or handler")
+        return self
+
+    @property
+    def is_write(self) -> bool:
+        """Whether the tool changes something upstream (never cached, shielded from cancel)."""
+        if self.write is not None:
+            return self.write
+        return self.request is None or self.request.method != "GET"
+
+    def is_required(self, name: str) -> bool:
+        """Whether the LLM must give argument `name`."""
+        param = self.parameters[name]
+        if param.required is not None:
+            return param.required
+        if param.default is not None:
+            return False
+        return not (self.require and name in self.require.one_of)
+
+
+class GatewayAuth(Frozen):
+    """How gateway callers authenticate."""
+
+    bearer: str | None = None  # secret reference for `Authorization: Bearer`
+    open: bool = False  # explicitly accept unauthenticated callers
+    retell_api_key: str | None = None  # secret reference, verifies X-Retell-Signature
+    elevenlabs_secret: str | None = None
+    vapi_secret: str | None = None  # secret reference, compared with X-Vapi-Secret
+
+
+class GatewaySpec(Frozen):
+    """Settings of `patchbay serve`."""
+
+    auth: GatewayAuth = Field(default_factory=GatewayAuth)
+    public_url: str | None = None  # where platforms reach the gateway, for exports
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
+
+class Defaults(Frozen):
+    """Project-wide defaults."""
+
+    phone_region: str = "US"
+
+
+class Config(Frozen):
+    """A whole patchbay.yaml."""
+
+    version: Literal[1] = 1
+    state: str = "memory"
+    defaults: Defaults = Field(default_factory=Defaults)
+    integrations: dict[str, Integration] = Field(default_factory=dict)
+    tools: dict[str, Tool] = Field(default_factory=dict)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    base_dir: str = Field(default=".", exclude=True)  # where handlers are imported from

@@ -1,0 +1,354 @@
+"""Checking an LLM's arguments against a tool's parameters before any request is made.
+
+Each tool's parameters are compiled once into small checkers (a ToolValidator, cached per
+Tool object), so a call pays for dictionary lookups and the checks themselves, not for
+building a schema or a pydantic model. Hand-written rather than jsonschema/pydantic because
+the errors must be words an LLM can act on, one per field, and formats must normalise values.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from patchbay._errors import ConfigError, InvalidArguments
+from patchbay.spec._call import CallContext
+from patchbay.spec._model import Param, Tool
+from patchbay.validate._formats import BadValue, format_checker
+from patchbay.validate._rules import CompiledRule, check_rules, compile_rule
+
+HookResult: TypeAlias = Mapping[str, str] | None
+Validator: TypeAlias = Callable[[dict[str, Any], CallContext], HookResult | Awaitable[HookResult]]
+"""A Python validator hook: gets the cleaned arguments (it may normalise them in place) and
+the call, returns field -> words for what is wrong (or None), or raises InvalidArguments."""
+
+_UNIT_MAX = 40  # a description this short usually names the unit ("amount in cents")
+_MAX_ITEM_ERRORS = 3
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _enum_match(value: Any, options: tuple[Any, ...]) -> bool:
+    # True == 1 in Python; in a JSON enum they are different values.
+    is_bool = isinstance(value, bool)
+    return any(o == value and isinstance(o, bool) == is_bool for o in options)
+
+
+class _ParamCheck:
+    """One parameter's checks, compiled once; `clean` returns the normalised value."""
+
+    __slots__ = (
+        "enum",
+        "fmt",
+        "items",
+        "max_items",
+        "max_len",
+        "maximum",
+        "min_items",
+        "min_len",
+        "minimum",
+        "pattern",
+        "pattern_words",
+        "region",
+        "type",
+        "unit",
+    )
+
+    def __init__(self, param: Param, location: str) -> None:
+        self.type = param.type
+        self.enum = param.enum
+        self.fmt = format_checker(param.format) if param.format else None
+        self.region = param.region
+        self.minimum = param.minimum
+        self.maximum = param.maximum
+        self.min_len = param.min_length
+        self.max_len = param.max_length
+        self.min_items = param.min_items
+        self.max_items = param.max_items
+        desc = (param.description or "").strip()
+        self.unit = f" ({desc})" if desc and len(desc) <= _UNIT_MAX else ""
+        self.pattern: re.Pattern[str] | None = None
+        self.pattern_words = ""
+        if param.pattern is not None:
+            try:
+                self.pattern = re.compile(param.pattern)
+            except re.error as exc:
+                raise ConfigError(f"pattern is not a valid regex: {exc}", location) from None
+            hint = f", {desc}" if self.unit else ""
+            self.pattern_words = f"does not have the expected form (pattern {param.pattern}{hint})"
+        self.items = _ParamCheck(param.items, f"{location}.items") if param.items else None
+
+    def clean(self, value: Any, region: str) -> Any:
+        """The normalised value, or BadValue with words for the LLM."""
+        kind = self.type
+        if kind == "string":
+            value = self._string(value, region)
+        elif kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BadValue(f"must be a whole number, not {_kind(value)}")
+            if isinstance(value, float):
+                # LLMs often write 24700.0 for an integer; a fraction is a real mistake.
+                if not value.is_integer():
+                    raise BadValue(f"must be a whole number{self.unit}, not {_num(value)}")
+                value = int(value)
+            self._range(value)
+        elif kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BadValue(f"must be a number, not {_kind(value)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BadValue("must be a finite number")
+            self._range(value)
+        elif kind == "boolean":
+            if not isinstance(value, bool):
+                raise BadValue(f"must be true or false, not {_kind(value)}")
+        elif kind == "array":
+            value = self._array(value, region)
+        elif not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise BadValue(f"must be an object with named fields, not {_kind(value)}")
+        else:
+            value = dict(value)
+        if self.enum is not None and not _enum_match(value, self.enum):
+            raise BadValue("must be one of: " + ", ".join(str(o) for o in self.enum))
+        return value
+
+    def _string(self, value: Any, region: str) -> str:
+        if not isinstance(value, str):
+            raise BadValue(f"must be text, not {_kind(value)}")
+        text: str = value
+        if self.fmt is not None:
+            text = self.fmt(text.strip(), self.region or region)
+        if self.min_len is not None and len(text) < self.min_len:
+            raise BadValue(f"must be at least {_plural(self.min_len, 'character')} long")
+        if self.max_len is not None and len(text) > self.max_len:
+            raise BadValue(f"must be at most {_plural(self.max_len, 'character')} long")
+        if self.pattern is not None and self.pattern.search(text) is None:
+            raise BadValue(self.pattern_words)
+        return text
+
+    def _range(self, value: float) -> None:
+        if self.minimum is not None and value < self.minimum:
+            raise BadValue(f"must be at least {_num(self.minimum)}{self.unit}")
+        if self.maximum is not None and value > self.maximum:
+            raise BadValue(f"must be at most {_num(self.maximum)}{self.unit}")
+
+    def _array(self, value: Any, region: str) -> list[Any]:
+        if not isinstance(value, list | tuple):
+            raise BadValue(f"must be a list, not {_kind(value)}")
+        if self.min_items is not None and len(value) < self.min_items:
+            raise BadValue(f"must have at least {_plural(self.min_items, 'item')}")
+        if self.max_items is not None and len(value) > self.max_items:
+            raise BadValue(f"must have at most {_plural(self.max_items, 'item')}")
+        if self.items is None:
+            return list(value)
+        cleaned: list[Any] = []
+        problems: list[str] = []
+        for i, item in enumerate(value):
+            try:
+                cleaned.append(self.items.clean(item, region))
+            except BadValue as exc:
+                problems.append(f"item {i} {exc.words}")
+        if problems:
+            raise BadValue("; ".join(problems[:_MAX_ITEM_ERRORS]))
+        return cleaned
+
+
+def _fail(fields: Mapping[str, str], tool: Tool, call: CallContext | None) -> InvalidArguments:
+    """One InvalidArguments naming every bad field; identical words are said once."""
+    by_words: dict[str, list[str]] = {}
+    for name, words in fields.items():
+        by_words.setdefault(words, []).append(name)
+    parts = [
+        words if names == ["_rules"] else f"{', '.join(names)}: {words}"
+        for words, names in by_words.items()
+    ]
+    return InvalidArguments(
+        "The arguments need fixing before this can be done. " + "; ".join(parts) + ".",
+        tool=tool.name or None,
+        call_id=call.id if call is not None else None,
+        fields=fields,
+    )
+
+
+class ToolValidator:
+    """A tool's argument checks compiled once: parameters, require, rules.
+
+    Building one raises ConfigError for a broken pattern or rule, so config validation can
+    build every tool's validator up front.
+    """
+
+    __slots__ = ("_all_of", "_checks", "_defaults", "_one_of", "_required", "_rules", "tool")
+
+    def __init__(self, tool: Tool) -> None:
+        self.tool = tool
+        where = f"tools.{tool.name}" if tool.name else "tool"
+        self._checks = {
+            name: _ParamCheck(param, f"{where}.parameters.{name}")
+            for name, param in tool.parameters.items()
+        }
+        self._required = frozenset(n for n in tool.parameters if tool.is_required(n))
+        self._defaults = {n: p.default for n, p in tool.parameters.items() if p.default is not None}
+        require = tool.require
+        self._one_of = require.one_of if require else ()
+        self._all_of = require.all_of if require else ()
+        self._rules: tuple[CompiledRule, ...] = tuple(
+            compile_rule(rule, f"{where}.rules[{i}]") for i, rule in enumerate(tool.rules)
+        )
+
+    def clean(
+        self, args: Any, call: CallContext | None = None, *, default_region: str = "US"
+    ) -> dict[str, Any]:
+        """Type, range, format and require checks; the normalised arguments or InvalidArguments."""
+        if not isinstance(args, Mapping):
+            raise _fail({"_arguments": "must be a JSON object of named arguments"}, self.tool, call)
+        bad: dict[str, str] = {}
+        cleaned: dict[str, Any] = {}
+        checks = self._checks
+        for name, value in args.items():
+            check = checks.get(name) if isinstance(name, str) else None
+            if check is None:
+                known = ", ".join(checks) or "none"
+                bad[str(name)] = f"is not an argument of this tool (its arguments are: {known})"
+            elif value is not None:  # OpenAI strict mode sends null for "not given"
+                try:
+                    cleaned[name] = check.clean(value, default_region)
+                except BadValue as exc:
+                    bad[name] = exc.words
+        for name in self._required:
+            if name not in cleaned and name not in bad:
+                bad[name] = "is required but was not given"
+        if self._one_of and not any(n in cleaned or n in bad for n in self._one_of):
+            words = f"give at least one of {', '.join(self._one_of)}; none was given"
+            for name in self._one_of:
+                bad[name] = words
+        if self._all_of and any(n in cleaned or n in bad for n in self._all_of):
+            together = ", ".join(self._all_of)
+            for name in self._all_of:
+                if name not in cleaned and name not in bad:
+                    bad[name] = f"must be given together with the others of {together}"
+        if bad:
+            order = {n: i for i, n in enumerate(checks)}
+            ordered = dict(sorted(bad.items(), key=lambda kv: order.get(kv[0], len(order))))
+            raise _fail(ordered, self.tool, call)
+        for name, default in self._defaults.items():
+            if name not in cleaned:
+                mutable = isinstance(default, list | dict)
+                cleaned[name] = copy.deepcopy(default) if mutable else default
+        return cleaned
+
+    def check(self, args: Any, call: CallContext, *, default_region: str = "US") -> dict[str, Any]:
+        """`clean`, then the tool's business rules over the cleaned arguments and the call."""
+        cleaned = self.clean(args, call, default_region=default_region)
+        if self._rules:
+            failed = check_rules(self._rules, cleaned, call)
+            if failed:
+                raise _fail(failed, self.tool, call)
+        return cleaned
+
+
+_CACHE: dict[tuple[str, int], ToolValidator] = {}
+_CACHE_LIMIT = 4096
+
+
+def tool_validator(tool: Tool) -> ToolValidator:
+    """The compiled validator of `tool`, built on first use and kept for the Tool object."""
+    key = (tool.name, id(tool))
+    found = _CACHE.get(key)
+    # The entry holds the tool, so its id cannot be reused while the entry exists.
+    if found is None or found.tool is not tool:
+        if len(_CACHE) >= _CACHE_LIMIT:  # configs reloaded many times: start over
+            _CACHE.clear()
+        found = _CACHE[key] = ToolValidator(tool)
+    return found
+
+
+def _merge(result: object, hook: object, into: dict[str, str]) -> None:
+    if result is None:
+        return
+    if not isinstance(result, Mapping):
+        name = getattr(hook, "__qualname__", repr(hook))
+        raise TypeError(f"validator hook {name} returned {type(result).__name__}, not a mapping")
+    for field, words in result.items():
+        into[str(field)] = str(words)
+
+
+def _hook_failure(exc: InvalidArguments, into: dict[str, str]) -> None:
+    into.update(exc.fields or {"_arguments": exc.message})
+
+
+def validate_arguments(
+    tool: Tool,
+    args: Mapping[str, Any],
+    call: CallContext,
+    *,
+    default_region: str = "US",
+    hooks: Sequence[Validator] = (),
+) -> dict[str, Any]:
+    """The cleaned arguments of a tool call, or InvalidArguments naming every bad field."""
+    cleaned = tool_validator(tool).check(args, call, default_region=default_region)
+    failures: dict[str, str] = {}
+    for hook in hooks:
+        try:
+            result = hook(cleaned, call)
+        except InvalidArguments as exc:
+            _hook_failure(exc, failures)
+            continue
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            name = getattr(hook, "__qualname__", repr(hook))
+            raise TypeError(f"validator hook {name} is async; use validate_arguments_async")
+        _merge(result, hook, failures)
+    if failures:
+        raise _fail(failures, tool, call)
+    return cleaned
+
+
+async def validate_arguments_async(
+    tool: Tool,
+    args: Mapping[str, Any],
+    call: CallContext,
+    *,
+    default_region: str = "US",
+    hooks: Sequence[Validator] = (),
+) -> dict[str, Any]:
+    """Like validate_arguments, and hooks may be async; they run in order, after the rules."""
+    cleaned = tool_validator(tool).check(args, call, default_region=default_region)
+    failures: dict[str, str] = {}
+    for hook in hooks:
+        try:
+            result = hook(cleaned, call)
+            if inspect.isawaitable(result):
+                result = await result
+        except InvalidArguments as exc:
+            _hook_failure(exc, failures)
+            continue
+        _merge(result, hook, failures)
+    if failures:
+        raise _fail(failures, tool, call)
+    return cleaned

@@ -1,0 +1,126 @@
+"""String formats an argument may declare (e164, email, date, date-time, uri), normalised.
+
+Each checker takes the stripped string and returns its normal form, or raises BadValue with
+words an LLM can act on (what is wrong and what to ask the caller for).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date, datetime
+from urllib.parse import urlsplit
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+
+from patchbay.spec._model import ParamFormat
+
+
+class BadValue(Exception):
+    """One argument value is wrong; `words` say how, for the LLM."""
+
+    def __init__(self, words: str) -> None:
+        super().__init__(words)
+        self.words = words
+
+
+_PHONE_WORDS = "is not a phone number; ask the caller for the full number including area code"
+_PHONE_REASONS = {
+    ValidationResult.TOO_SHORT: "is too short for a phone number; ask the caller for the full "
+    "number including area code",
+    ValidationResult.INVALID_LENGTH: _PHONE_WORDS,
+    ValidationResult.TOO_LONG: "is too long for a phone number; ask the caller to repeat it",
+    ValidationResult.INVALID_COUNTRY_CODE: "has an unknown country code; ask the caller for the "
+    "full number including country code",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "has no area code; ask the caller for the full "
+    "number including area code",
+}
+
+
+def normalize_phone(value: str, region: str = "US") -> str:
+    """A phone number in E.164 (`+15551234567`); numbers without `+` are read in `region`."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except NumberParseException:
+        raise BadValue(_PHONE_WORDS) from None
+    # Possible (right length for its country), not valid (assigned range): the article's own
+    # example, 555-123-4567, is a fictional 555 number that is_valid_number rejects, and an
+    # LLM-facing check must not refuse numbers the upstream may know (new ranges, test lines).
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != ValidationResult.IS_POSSIBLE:
+        raise BadValue(_PHONE_REASONS.get(reason, _PHONE_WORDS))
+    return str(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+
+
+def normalize_email(value: str) -> str:
+    """An email address in its normal form (domain lower-cased); deliverability is not checked."""
+    try:
+        found = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise BadValue(
+            f"is not a valid email address ({exc}); ask the caller to spell it out"
+        ) from None
+    return str(found.normalized)
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def normalize_date(value: str) -> str:
+    """An ISO calendar date, YYYY-MM-DD."""
+    # fromisoformat alone accepts 20240601 and week dates too; the schema promises YYYY-MM-DD.
+    if not _DATE.fullmatch(value):
+        raise BadValue("must be a date written YYYY-MM-DD, e.g. 2024-06-01")
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise BadValue("is not a real calendar date; check the day and month") from None
+    return value
+
+
+def normalize_date_time(value: str) -> str:
+    """An ISO 8601 date and time, e.g. 2024-06-01T14:30:00Z."""
+    if not _DATE_TIME.match(value):
+        raise BadValue("must be a date and time in ISO 8601, e.g. 2024-06-01T14:30:00Z")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise BadValue(
+            "is not a real date and time; use ISO 8601, e.g. 2024-06-01T14:30:00Z"
+        ) from None
+    return value
+
+
+def normalize_uri(value: str) -> str:
+    """An absolute http or https URL."""
+    try:
+        parts = urlsplit(value)
+        host, _ = parts.hostname, parts.port  # port raises ValueError when malformed
+        scheme = parts.scheme.lower()
+    except ValueError:
+        host, scheme = None, ""
+    if scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
+        raise BadValue("must be an absolute http or https URL, e.g. https://example.com/page")
+    return value
+
+
+_CHECKERS: dict[str, Callable[[str, str], str]] = {
+    "e164": normalize_phone,
+    "email": lambda value, _region: normalize_email(value),
+    "date": lambda value, _region: normalize_date(value),
+    "date-time": lambda value, _region: normalize_date_time(value),
+    "uri": lambda value, _region: normalize_uri(value),
+}
+
+
+def check_format(fmt: ParamFormat, value: str, region: str = "US") -> str:
+    """Check `value` against a declared format and return its normal form, or raise BadValue."""
+    return _CHECKERS[fmt](value.strip(), region)
+
+
+def format_checker(fmt: ParamFormat) -> Callable[[str, str], str]:
+    """The checker of one format, looked up once per parameter rather than per call."""
+    return _CHECKERS[fmt]

@@ -1,0 +1,79 @@
+"""Business rules: JMESPath expressions over `{args, call}` that must hold before a request.
+
+JMESPath is the rule language because it can only read and compare data: a config file can
+state "the amount must not exceed the open invoice" without being able to run code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from patchbay._errors import ConfigError
+from patchbay.spec._call import CallContext
+from patchbay.spec._model import Rule
+
+RULES_FIELD = "_rules"  # the field key of a rule that names no argument
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule's expression, compiled once, and the argument its failure is reported under."""
+
+    search: Any  # jmespath ParsedResult.search
+    message: str
+    field: str
+    source: str
+
+
+def _fields_mentioned(node: Mapping[str, Any]) -> Iterator[str]:
+    """Argument names an expression reads (`args.<name>`), in the order they appear."""
+    children = node.get("children") or []
+    if node.get("type") == "subexpression" and len(children) >= 2:
+        head, name = children[0], children[1]
+        is_args = head.get("type") == "field" and head.get("value") == "args"
+        if is_args and name.get("type") == "field":
+            yield str(name["value"])
+    for child in children:
+        if isinstance(child, Mapping):
+            yield from _fields_mentioned(child)
+
+
+def compile_rule(rule: Rule, location: str = "") -> CompiledRule:
+    """Compile one rule; a broken expression is a ConfigError naming where it is."""
+    try:
+        parsed = jmespath.compile(rule.check)
+    except JMESPathError as exc:
+        raise ConfigError(f"rule {rule.check!r} is not valid JMESPath: {exc}", location) from None
+    field = next(_fields_mentioned(parsed.parsed), RULES_FIELD)
+    return CompiledRule(parsed.search, rule.message, field, rule.check)
+
+
+def _jmespath_false(value: Any) -> bool:
+    # JMESPath truthiness, not Python's: 0 is true, only null, false and empty things are false.
+    return value is None or value is False or value == "" or value == [] or value == {}
+
+
+def check_rules(
+    rules: tuple[CompiledRule, ...], args: Mapping[str, Any], call: CallContext
+) -> dict[str, str]:
+    """The failed rules' messages by field; empty when every rule holds."""
+    if not rules:
+        return {}
+    scope = {"args": dict(args), "call": call.as_template_scope()}
+    failed: dict[str, str] = {}
+    for rule in rules:
+        try:
+            ok = not _jmespath_false(rule.search(scope))
+        except (JMESPathError, TypeError, ValueError, ArithmeticError):
+            # A rule that cannot be evaluated on these values (a function given the wrong type)
+            # has not been shown to hold, so it fails like a false one.
+            ok = False
+        if not ok:
+            before = failed.get(rule.field)
+            failed[rule.field] = f"{before}; {rule.message}" if before else rule.message
+    return failed

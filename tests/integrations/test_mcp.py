@@ -1,0 +1,226 @@
+"""MCP surface, driven by the official SDK's own clients against the example billing API.
+
+Streamable HTTP: the endpoint is mounted in a Starlette app served by uvicorn on loopback, and
+reached with `streamable_http_client` + `ClientSession` (the initialize handshake) and with the
+high-level `Client`. stdio: `stdio_client` spawns `patchbay mcp -c examples/billing/patchbay.yaml`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import mcp.types as types
+import pytest
+import uvicorn
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_realtime_support import (
+    EXAMPLE_CONFIG,
+    LOOKUP_ARGS,
+    PAYMENT_ARGS,
+    assert_charged_once,
+    assert_lookup_heard,
+    assert_payment_heard,
+)
+from starlette.applications import Starlette
+
+from patchbay import ToolRuntime
+from patchbay.integrations._mcp import META_CALL_ID, mcp_asgi
+from patchbay.spec import parameters_schema
+from patchbay.testing import BillingServer
+
+
+@pytest.fixture
+async def billing(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BillingServer]:
+    async with BillingServer(in_process=True) as srv:
+        monkeypatch.setenv("BILLING_URL", srv.url)
+        monkeypatch.setenv("BILLING_API_KEY", srv.api_key)
+        yield srv
+
+
+@pytest.fixture
+async def runtime(billing: BillingServer) -> AsyncIterator[ToolRuntime]:
+    env = {"BILLING_URL": billing.url, "BILLING_API_KEY": billing.api_key}
+    async with ToolRuntime.from_file(str(EXAMPLE_CONFIG), env=env) as rt:
+        yield rt
+
+
+@asynccontextmanager
+async def serving(runtime: ToolRuntime, *, stateless: bool = False) -> AsyncIterator[str]:
+    """The MCP endpoint mounted at /mcp as the gateway mounts it, served by uvicorn on loopback."""
+    http = mcp_asgi(runtime, stateless=stateless)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with http.lifespan():
+            yield
+
+    app = Starlette(routes=[http.route("/mcp")], lifespan=lifespan)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def llm(result: types.CallToolResult) -> dict[str, Any]:
+    """What the model reads; the text and the structured content must say the same."""
+    assert len(result.content) == 1
+    text = result.content[0]
+    assert isinstance(text, types.TextContent)
+    assert json.loads(text.text) == result.structured_content
+    assert isinstance(result.structured_content, dict)
+    assert result.is_error is (result.structured_content["ok"] is False)
+    return result.structured_content
+
+
+async def play(session: ClientSession | Client, **kw: Any) -> str:
+    """The example call's two tool calls; returns the confirmation number."""
+    assert_lookup_heard(llm(await session.call_tool("lookup_customer_invoices", LOOKUP_ARGS, **kw)))
+    return assert_payment_heard(llm(await session.call_tool("create_payment", PAYMENT_ARGS, **kw)))
+
+
+async def test_streamable_http_session_is_the_call(
+    runtime: ToolRuntime, billing: BillingServer
+) -> None:
+    """A client that names no call: its MCP session is the call, so the payment finds the
+    customer the lookup found, and a retried payment charges nothing more."""
+    async with (
+        serving(runtime) as url,
+        streamable_http_client(url) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        init = await session.initialize()
+        assert init.server_info.name == "patchbay"
+        confirmation = await play(session)
+        again = llm(await session.call_tool("create_payment", PAYMENT_ARGS))
+        assert again["result"]["confirmation_number"] == confirmation
+    assert_charged_once(await billing.ledger())
+
+
+async def test_streamable_http_lists_every_tool_with_its_own_schema(runtime: ToolRuntime) -> None:
+    async with (
+        serving(runtime) as url,
+        streamable_http_client(url) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        listed = await session.list_tools()
+    by_name = {t.name: t for t in listed.tools}
+    assert set(by_name) == set(runtime.tools)
+    for name, tool in runtime.tools.items():
+        # patchbay's schema as written, not one re-derived from a Python signature.
+        assert by_name[name].input_schema == parameters_schema(tool)
+        assert by_name[name].description
+    assert by_name["get_customer"].annotations is not None
+    assert by_name["get_customer"].annotations.read_only_hint is True
+    assert by_name["create_payment"].annotations is not None
+    assert by_name["create_payment"].annotations.read_only_hint is False
+
+
+async def test_stateless_endpoint_takes_the_call_from_x_call_id(
+    runtime: ToolRuntime, billing: BillingServer
+) -> None:
+    """Stateless (any replica serves any request): the X-Call-Id header names the call, so two
+    separate connections share it; a connection without it is another call."""
+
+    @asynccontextmanager
+    async def connect(url: str, headers: dict[str, str]) -> AsyncIterator[ClientSession]:
+        async with (
+            httpx2.AsyncClient(headers=headers) as http,
+            streamable_http_client(url, http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield session
+
+    async with serving(runtime, stateless=True) as url:
+        async with connect(url, {"X-Call-Id": "pstn-4411"}) as first:
+            assert_lookup_heard(llm(await first.call_tool("lookup_customer_invoices", LOOKUP_ARGS)))
+        async with connect(url, {}) as stranger:
+            refused = await stranger.call_tool("create_payment", PAYMENT_ARGS)
+            assert refused.is_error
+            assert llm(refused)["error"] == "invalid_arguments"
+        async with connect(url, {"X-Call-Id": "pstn-4411"}) as second:
+            assert_payment_heard(llm(await second.call_tool("create_payment", PAYMENT_ARGS)))
+    assert_charged_once(await billing.ledger())
+
+
+async def test_high_level_client_names_the_call_in_meta(
+    runtime: ToolRuntime, billing: BillingServer
+) -> None:
+    async with serving(runtime, stateless=True) as url, Client(url) as client:
+        await play(client, meta={META_CALL_ID: "pstn-7788"})
+    assert_charged_once(await billing.ledger())
+
+
+async def test_bad_arguments_are_an_error_result_and_reach_no_api(
+    runtime: ToolRuntime, billing: BillingServer
+) -> None:
+    before = (await billing.ledger())["requests"]
+    async with (
+        serving(runtime) as url,
+        streamable_http_client(url) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        bad = await session.call_tool("create_payment", {**PAYMENT_ARGS, "amount": "lots"})
+        unknown = await session.call_tool("refund_everything", {})
+    assert bad.is_error
+    assert llm(bad)["error"] == "invalid_arguments"
+    assert "amount" in llm(bad)["fields"]
+    assert unknown.is_error
+    assert llm(unknown)["error"] == "invalid_arguments"
+    assert (await billing.ledger())["requests"] == before
+
+
+def _patchbay_mcp(config: Path) -> tuple[str, list[str]]:
+    """`patchbay mcp -c CONFIG`: the console script once the CLI exposes it, else the same
+    typer command through the interpreter."""
+    script = Path(sys.executable).with_name("patchbay")
+    if script.is_file() and hasattr(importlib.import_module("patchbay.cli"), "main"):
+        return str(script), ["mcp", "-c", str(config)]
+    run = "import sys; from patchbay.cli._mcp import app; sys.exit(app())"
+    return sys.executable, ["-c", run, "mcp", "-c", str(config)]
+
+
+async def test_stdio_patchbay_mcp(billing: BillingServer, tmp_path: Path) -> None:
+    command, args = _patchbay_mcp(EXAMPLE_CONFIG)
+    params = StdioServerParameters(
+        command=command,
+        args=args,
+        env={"BILLING_URL": billing.url, "BILLING_API_KEY": billing.api_key},
+        cwd=tmp_path,
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        listed = await session.list_tools()
+        assert {t.name for t in listed.tools} == {
+            "get_customer",
+            "lookup_customer_invoices",
+            "create_payment",
+        }
+        confirmation = await play(session)
+        again = llm(await session.call_tool("create_payment", PAYMENT_ARGS))
+        assert again["result"]["confirmation_number"] == confirmation
+    assert_charged_once(await billing.ledger())

@@ -1,0 +1,67 @@
+"""A real billing API behind a fault-injecting proxy, and runtimes built on the example config."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from patchbay import ToolRuntime
+from patchbay.observe import MemorySink
+from patchbay.spec import Config, load_config, load_config_text
+from patchbay.testing import BillingServer, FaultProxy
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "billing"
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.fixture
+async def billing() -> AsyncIterator[BillingServer]:
+    async with BillingServer(in_process=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def proxy(billing: BillingServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(billing.url) as p:
+        yield p
+
+
+@pytest.fixture
+def env(billing: BillingServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # The env: secret provider reads the process environment, as it does in production.
+    monkeypatch.setenv("BILLING_API_KEY", billing.api_key)
+    return {**os.environ, "BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}
+
+
+@pytest.fixture
+def example_config(env: dict[str, str]) -> Config:
+    return load_config(EXAMPLE_DIR / "patchbay.yaml", env=env)
+
+
+RuntimeFactory = Callable[..., ToolRuntime]
+
+
+@pytest.fixture
+async def make_runtime(env: dict[str, str]) -> AsyncIterator[RuntimeFactory]:
+    made: list[ToolRuntime] = []
+
+    def make(text: str | None = None, *, fast: bool = True, sink: MemorySink | None = None) -> ToolRuntime:
+        cfg = (
+            load_config(EXAMPLE_DIR / "patchbay.yaml", env=env)
+            if text is None
+            else load_config_text(text, base_dir=EXAMPLE_DIR, env=env)
+        )
+        rt = ToolRuntime(cfg, sinks=[sink] if sink else [], sleep=_no_sleep if fast else asyncio.sleep)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        await rt.close()
