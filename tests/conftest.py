@@ -17,6 +17,8 @@ _LOCAL_REDIS = ("127.0.0.1", 6379)
 _LOCAL_DB = 15
 
 
+# Written by hand rather than with pytest-redis: it must reuse a local server when one answers
+# and restart a private one on the same port for the outage test, and that is all it does.
 class RedisServer:
     """A private redis-server process on a free loopback port; it can be stopped and restarted."""
 

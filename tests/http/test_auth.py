@@ -271,9 +271,43 @@ async def test_oauth2_refreshes_before_expiry(
     assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-1"}
     clock.now += 269
     assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-1"}
-    clock.now += 2  # past expires_in - refresh_before_s
-    assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-2"}
+    assert len(server.forms) == 1
+    clock.now += 2  # past expires_in - refresh_before_s: refreshed behind the caller's back
+    assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-1"}
+    for _ in range(300):
+        answer = (await send_with_auth(auth, transport, url)).json()
+        if answer != {"token": "tok-1"}:
+            break
+        await asyncio.sleep(0.01)
+    assert answer == {"token": "tok-2"}
     assert len(server.forms) == 2
+    clock.now += 301  # past expiry: the caller has to wait for a new token
+    assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-3"}
+    assert len(server.forms) == 3
+
+
+async def test_a_failed_early_refresh_keeps_the_token_and_backs_off(
+    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver
+) -> None:
+    server = TokenServer(expires_in=300)
+    base = await server.start(serve)
+    clock = Clock()
+    auth = OAuth2ClientCredentials(
+        oauth_spec(base, refresh_before_s=30), secrets, transport, clock=clock
+    )
+    url = f"{base}/data"
+    assert (await send_with_auth(auth, transport, url)).status == 200
+    server.fail_with = (503, {"error": "down"})
+    clock.now += 280
+    for _ in range(5):
+        assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-1"}
+        await asyncio.sleep(0.05)  # lets a background refresh finish (and fail)
+    assert len(server.forms) == 2  # one failed refresh, then a pause before the next
+    clock.now += 6
+    server.fail_with = None
+    assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-1"}
+    await asyncio.sleep(0.1)
+    assert (await send_with_auth(auth, transport, url)).json() == {"token": "tok-3"}
 
 
 @pytest.mark.parametrize("pass_request", [True, False], ids=["sent-request", "task-context"])

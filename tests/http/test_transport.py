@@ -6,8 +6,10 @@ import asyncio
 import json
 import socket
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -284,3 +286,30 @@ async def test_each_timeout_is_honoured_with_one_transport(
         with pytest.raises(TimeoutError):
             await transport.send(request(f"{url}/slow"), timeout)
         assert timeout - 0.05 <= time.monotonic() - started < timeout + 1.0
+
+
+def test_one_transport_serves_successive_event_loops() -> None:
+    """A CLI runs one asyncio.run per command; the transport must not keep a dead loop's pool."""
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    transport = AiohttpTransport()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hello"
+    try:
+        for _ in range(2):
+            assert asyncio.run(transport.send(request(url), 5.0)).body == b"ok"
+        asyncio.run(transport.close())
+    finally:
+        server.shutdown()
+        server.server_close()

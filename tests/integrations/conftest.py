@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from patchbay import ToolRuntime
+from patchbay import Config, ToolRuntime, load_config
 from patchbay.testing import BillingServer, FaultProxy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchbay.yaml"
@@ -87,6 +87,12 @@ class Script:
             await asyncio.sleep(0.02)
 
     @staticmethod
+    def with_tool(config: Config, name: str, **changes: Any) -> Config:
+        """`config` with one tool's settings changed (budget_s, write, ...)."""
+        tool = config.tools[name].model_copy(update=changes)
+        return config.model_copy(update={"tools": {**config.tools, name: tool}})
+
+    @staticmethod
     async def requests_seen(billing: BillingServer, route: str) -> int:
         """How many requests the billing API received for `route` ("GET /invoices")."""
         ledger = await billing.ledger()
@@ -117,8 +123,13 @@ async def proxy(billing: BillingServer) -> AsyncIterator[FaultProxy]:
 
 
 @pytest.fixture
-async def runtime(billing: BillingServer, proxy: FaultProxy) -> AsyncIterator[ToolRuntime]:
-    """The example config's runtime, reaching the billing API through the proxy."""
-    env = {"BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}
-    async with ToolRuntime.from_file(str(EXAMPLE), env=env) as rt:
+def config(billing: BillingServer, proxy: FaultProxy) -> Config:
+    """The example config, reaching the billing API through the proxy."""
+    return load_config(str(EXAMPLE), env={"BILLING_URL": proxy.url})
+
+
+@pytest.fixture
+async def runtime(config: Config) -> AsyncIterator[ToolRuntime]:
+    """A runtime over the example config."""
+    async with ToolRuntime(config) as rt:
         yield rt

@@ -8,7 +8,6 @@ high-level `Client`. stdio: `stdio_client` spawns `patchbay mcp -c examples/bill
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import socket
 import sys
@@ -23,20 +22,54 @@ import pytest
 import uvicorn
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_realtime_support import (
-    EXAMPLE_CONFIG,
-    LOOKUP_ARGS,
-    PAYMENT_ARGS,
-    assert_charged_once,
-    assert_lookup_heard,
-    assert_payment_heard,
-)
+from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 
 from patchbay import ToolRuntime
 from patchbay.integrations._mcp import META_CALL_ID, mcp_asgi
 from patchbay.spec import parameters_schema
 from patchbay.testing import BillingServer
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchbay.yaml"
+
+# The example conversation's two tool calls, as the LLM makes them.
+LOOKUP_ARGS: dict[str, Any] = {"phone": "555-123-4567"}
+PAYMENT_ARGS: dict[str, Any] = {
+    "invoice_id": "inv_1001",
+    "amount": 24700,
+    "payment_method_id": "pm_card_visa4242",
+}
+
+
+def assert_lookup_heard(llm: dict[str, Any]) -> None:
+    """The lookup told the model the caller is Jamie with a 24700-cent open invoice."""
+    assert llm["ok"] is True, llm
+    result = llm["result"]
+    assert result["customer_name"].split()[0] == "Jamie"
+    assert result["invoices"][0] == {
+        "invoice_id": "inv_1001",
+        "amount": 24700,
+        "due_date": "2026-03-01",
+    }
+    assert "meta" not in llm  # what the model reads, not the operator's envelope
+
+
+def assert_payment_heard(llm: dict[str, Any]) -> str:
+    """The payment told the model it succeeded, for 24700 cents; returns the confirmation."""
+    assert llm["ok"] is True, llm
+    result = llm["result"]
+    assert result["success"] is True
+    assert result["amount"] == 24700
+    assert result["invoice_id"] == "inv_1001"
+    confirmation: str = result["confirmation_number"]
+    assert confirmation.startswith("PAY-")
+    return confirmation
+
+
+def assert_charged_once(ledger: dict[str, Any]) -> None:
+    """The billing API took exactly one payment: inv_1001, 24700 cents."""
+    assert ledger["charges_by_invoice"] == {"inv_1001": 1}
+    assert ledger["amount_by_invoice"] == {"inv_1001": 24700}
 
 
 @pytest.fixture
@@ -170,6 +203,9 @@ async def test_high_level_client_names_the_call_in_meta(
     runtime: ToolRuntime, billing: BillingServer
 ) -> None:
     async with serving(runtime, stateless=True) as url, Client(url) as client:
+        # The SDK's high-level client speaks the sessionless 2026 protocol: no MCP session
+        # could stand for the call, so the call is named on each request.
+        assert client.session.protocol_version in MODERN_PROTOCOL_VERSIONS
         await play(client, meta={META_CALL_ID: "pstn-7788"})
     assert_charged_once(await billing.ledger())
 
@@ -194,21 +230,17 @@ async def test_bad_arguments_are_an_error_result_and_reach_no_api(
     assert (await billing.ledger())["requests"] == before
 
 
-def _patchbay_mcp(config: Path) -> tuple[str, list[str]]:
-    """`patchbay mcp -c CONFIG`: the console script once the CLI exposes it, else the same
-    typer command through the interpreter."""
-    script = Path(sys.executable).with_name("patchbay")
-    if script.is_file() and hasattr(importlib.import_module("patchbay.cli"), "main"):
-        return str(script), ["mcp", "-c", str(config)]
-    run = "import sys; from patchbay.cli._mcp import app; sys.exit(app())"
-    return sys.executable, ["-c", run, "mcp", "-c", str(config)]
+def _patchbay_mcp(config: Path) -> list[str]:
+    """`patchbay mcp -c CONFIG`, as the `patchbay` console script runs it (`patchbay.cli:main`),
+    without needing the script installed."""
+    run = "import sys; sys.argv[0] = 'patchbay'; from patchbay.cli import main; sys.exit(main())"
+    return ["-c", run, "mcp", "-c", str(config)]
 
 
 async def test_stdio_patchbay_mcp(billing: BillingServer, tmp_path: Path) -> None:
-    command, args = _patchbay_mcp(EXAMPLE_CONFIG)
     params = StdioServerParameters(
-        command=command,
-        args=args,
+        command=sys.executable,
+        args=_patchbay_mcp(EXAMPLE_CONFIG),
         env={"BILLING_URL": billing.url, "BILLING_API_KEY": billing.api_key},
         cwd=tmp_path,
     )

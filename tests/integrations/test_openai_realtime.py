@@ -9,17 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_realtime_support import (
-    EXAMPLE_CONFIG,
-    LOOKUP_ARGS,
-    PAYMENT_ARGS,
-    assert_charged_once,
-    assert_lookup_heard,
-    assert_payment_heard,
-)
 
 from patchbay import CallContext, ToolRuntime
 from patchbay.integrations.openai_realtime import (
@@ -29,6 +22,48 @@ from patchbay.integrations.openai_realtime import (
 )
 from patchbay.spec import parameters_schema
 from patchbay.testing import BillingServer
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchbay.yaml"
+
+# The example conversation's two tool calls, as the LLM makes them.
+LOOKUP_ARGS: dict[str, Any] = {"phone": "555-123-4567"}
+PAYMENT_ARGS: dict[str, Any] = {
+    "invoice_id": "inv_1001",
+    "amount": 24700,
+    "payment_method_id": "pm_card_visa4242",
+}
+
+
+def assert_lookup_heard(llm: dict[str, Any]) -> None:
+    """The lookup told the model the caller is Jamie with a 24700-cent open invoice."""
+    assert llm["ok"] is True, llm
+    result = llm["result"]
+    assert result["customer_name"].split()[0] == "Jamie"
+    assert result["invoices"][0] == {
+        "invoice_id": "inv_1001",
+        "amount": 24700,
+        "due_date": "2026-03-01",
+    }
+    assert "meta" not in llm  # what the model reads, not the operator's envelope
+
+
+def assert_payment_heard(llm: dict[str, Any]) -> str:
+    """The payment told the model it succeeded, for 24700 cents; returns the confirmation."""
+    assert llm["ok"] is True, llm
+    result = llm["result"]
+    assert result["success"] is True
+    assert result["amount"] == 24700
+    assert result["invoice_id"] == "inv_1001"
+    confirmation: str = result["confirmation_number"]
+    assert confirmation.startswith("PAY-")
+    return confirmation
+
+
+def assert_charged_once(ledger: dict[str, Any]) -> None:
+    """The billing API took exactly one payment: inv_1001, 24700 cents."""
+    assert ledger["charges_by_invoice"] == {"inv_1001": 1}
+    assert ledger["amount_by_invoice"] == {"inv_1001": 24700}
+
 
 rt = pytest.importorskip("openai.types.realtime")
 
@@ -62,52 +97,28 @@ def _server(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _response(resp_id: str, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "object": "realtime.response",
-        "id": resp_id,
-        "status": status,
-        "status_details": None if status != "cancelled" else {
-            "type": "cancelled", "reason": "turn_detected"
-        },
-        "output": output,
-        "conversation_id": "conv_CZ1rT0gkQ4gVfXbG",
-        "output_modalities": ["audio"],
-        "max_output_tokens": "inf",
-        "audio": _AUDIO,
-        "usage": None if status == "in_progress" else _USAGE,
-        "metadata": None,
-    }  # fmt: skip
+    details = {"type": "cancelled", "reason": "turn_detected"} if status == "cancelled" else None
+    return {"object": "realtime.response", "id": resp_id, "status": status,
+            "status_details": details, "output": output, "conversation_id": "conv_CZ1rT0gkQ4gV",
+            "output_modalities": ["audio"], "max_output_tokens": "inf", "audio": _AUDIO,
+            "usage": None if status == "in_progress" else _USAGE, "metadata": None}  # fmt: skip
 
 
 def _item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "object": "realtime.item",
-        "type": "function_call",
-        "status": status,
-        "name": name,
-        "call_id": call_id,
-        "arguments": arguments,
-    }
+    return {"id": item_id, "object": "realtime.item", "type": "function_call", "status": status,
+            "name": name, "call_id": call_id, "arguments": arguments}  # fmt: skip
 
 
 def args_done(
     n: int, call_id: str, name: str, arguments: str, *, with_name: bool = True
 ) -> dict[str, Any]:
-    """`response.function_call_arguments.done` (the beta API's lacked `name`)."""
-    event = {
-        "type": "response.function_call_arguments.done",
-        "event_id": f"event_{n}d",
-        "response_id": f"resp_{n}",
-        "item_id": f"item_{call_id}",
-        "output_index": 0,
-        "call_id": call_id,
-        "arguments": arguments,
-    }
-    if with_name:
-        event["name"] = name
-        return _server(event)
-    return event
+    """`response.function_call_arguments.done` (the beta API's carried no `name`)."""
+    event = {"type": "response.function_call_arguments.done", "event_id": f"event_{n}d",
+             "response_id": f"resp_{n}", "item_id": f"item_{call_id}", "output_index": 0,
+             "call_id": call_id, "arguments": arguments}  # fmt: skip
+    if not with_name:
+        return event
+    return _server({**event, "name": name})
 
 
 def response_done(

@@ -38,9 +38,9 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.workers.runner import WorkerRunner
 
-from patchbay import CallContext, ToolRuntime
+from patchbay import CallContext, Config, ToolRuntime
 from patchbay.integrations.pipecat import PipecatTools, register_tools, tools_schema
-from patchbay.spec import load_config, parameters_schema
+from patchbay.spec import parameters_schema
 from patchbay.testing import BillingServer, Fault, FaultProxy
 
 LOOKUP = "lookup_customer_invoices"
@@ -266,21 +266,25 @@ async def test_delayed_words_are_spoken_while_a_slow_call_runs(
 async def test_interrupted_read_is_cancelled_and_asks_nothing_more(
     model: tuple[ScriptedModel, str],
     script: Any,
-    runtime: ToolRuntime,
+    config: Config,
     proxy: FaultProxy,
     billing: BillingServer,
 ) -> None:
+    # The example's lookup is a Python handler, which patchbay treats as a write unless told.
+    config = script.with_tool(config, LOOKUP, write=False)
     proxy.add(Fault("slow", method="GET", path_prefix="/customers/search", delay_s=1.0))
     scripted, base_url = model
     llm = openai_llm(base_url)
-    agent = await start_agent(llm, register_tools(llm, runtime, "pc-call-4"), script.caller_says)
-    await script.until(lambda: proxy.stats().by_path.get("GET /customers/search", 0) == 1)
-    await agent.say(InterruptionFrame())
-    await asyncio.sleep(1.5)  # past the slow search: a live lookup would have gone on by now
-    await agent.hang_up()
+    async with ToolRuntime(config) as rt:
+        agent = await start_agent(llm, register_tools(llm, rt, "pc-call-4"), script.caller_says)
+        await script.until(lambda: proxy.stats().by_path.get("GET /customers/search", 0) == 1)
+        await agent.say(InterruptionFrame())
+        await asyncio.sleep(1.5)  # past the slow search: a live lookup would have gone on by now
+        await agent.hang_up()
 
-    assert await script.requests_seen(billing, "GET /invoices") == 0
+    # The search was abandoned before the proxy forwarded it, and the invoices never asked for.
     assert await script.requests_seen(billing, "GET /customers/search") == 0
+    assert await script.requests_seen(billing, "GET /invoices") == 0
     assert len(scripted.requests) == 1  # no result ever reached the model
     tool_messages = [m for m in agent.context.get_messages() if m.get("role") == "tool"]
     assert [m["content"] for m in tool_messages] == ["CANCELLED"]
@@ -317,25 +321,19 @@ async def test_interrupted_write_still_charges_once_and_the_model_learns_it(
 
 
 async def test_patchbay_budget_answers_before_pipecat_timeout(
-    model: tuple[ScriptedModel, str],
-    script: Any,
-    billing: BillingServer,
-    proxy: FaultProxy,
+    model: tuple[ScriptedModel, str], script: Any, config: Config, proxy: FaultProxy
 ) -> None:
-    env = {"BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}
-    config = load_config(str(script.example), env=env)
-    slow_lookup = config.tools[LOOKUP].model_copy(update={"budget_s": 0.5})
-    config = config.model_copy(update={"tools": {**config.tools, LOOKUP: slow_lookup}})
+    config = script.with_tool(config, LOOKUP, budget_s=0.5)
     proxy.add(Fault("hang", method="GET", path_prefix="/customers/search"))
     scripted, base_url = model
     llm = openai_llm(base_url)
     async with ToolRuntime(config) as rt:
-        agent = await start_agent(
-            llm, register_tools(llm, rt, "pc-call-6", delayed_after_s=5), script.caller_says
-        )
+        tools = register_tools(llm, rt, "pc-call-6", delayed_after_s=5)
+        agent = await start_agent(llm, tools, script.caller_says)
         await script.until(lambda: len(scripted.requests) >= 2, within=10)
         await agent.hang_up()
 
+    # Pipecat's own timeout (budget + margin) would have recorded CANCELLED instead.
     answer = json.loads(dict(tool_outputs(scripted.requests[1]["messages"]))[LOOKUP])
     assert answer["ok"] is False
     assert answer["error"] == "timeout"

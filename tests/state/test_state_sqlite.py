@@ -9,7 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from patchbay.state import SQLiteStore
+import pytest
+
+from patchbay.state import SQLiteStore, StateError
 
 
 async def test_state_survives_reopening(tmp_path: Path) -> None:
@@ -100,3 +102,9 @@ async def test_several_processes_share_one_file(tmp_path: Path) -> None:
         assert await store.hgetall("workers") == {f"w{i}": b"done" for i in range(3)}
     finally:
         await store.close()
+
+
+def test_a_file_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no such dir" / "state.db"
+    with pytest.raises(StateError, match="SQLite state file"):
+        SQLiteStore(missing)

@@ -125,8 +125,8 @@ def test_enum_keeps_booleans_and_numbers_apart() -> None:
         "size": "must be a whole number, not true/false",
         "color": "must be one of: red, blue",
     }
-    flag = make_tool({"flag": {"type": "number", "enum": [1]}})
-    assert fields_of(flag, {"flag": 3}) == {"flag": "must be one of: 1"}
+    flag = make_tool({"flag": {"type": "boolean", "enum": [True]}})
+    assert fields_of(flag, {"flag": False}) == {"flag": "must be one of: true"}
 
 
 def test_pattern_uses_search_semantics() -> None:

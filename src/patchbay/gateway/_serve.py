@@ -24,8 +24,10 @@ __all__ = ["loop_factory", "run", "serve"]
 log = logging.getLogger("patchbay.gateway")
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory when uvloop is installed, else None (the default asyncio loop)."""
+def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when installed (`auto`) or asked for, else None (asyncio's)."""
+    if loop == "asyncio":
+        return None
     try:
         import uvloop  # optional speed-up; absent is fine
     except ImportError:
@@ -33,7 +35,9 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _http_impl() -> str:
+def _http_impl(http: str) -> str:
+    if http != "auto":
+        return http
     try:
         import httptools  # noqa: F401 - optional speed-up
     except ImportError:
@@ -52,6 +56,7 @@ async def serve(
     graceful_s: int = 30,
     log_level: str = "info",
     access_log: bool = False,
+    http: str = "auto",
     **runtime_kw: Any,
 ) -> None:
     """Serve the gateway until SIGTERM/SIGINT, then finish calls in flight and close."""
@@ -63,7 +68,7 @@ async def serve(
         host=host,
         port=port,
         fd=fd,
-        http=_http_impl(),
+        http=_http_impl(http),
         lifespan="on",
         access_log=access_log,
         log_level=log_level,
@@ -77,7 +82,7 @@ async def serve(
         raise SystemExit(1)
 
 
-def run(config: Config, **kw: Any) -> None:
-    """Run `serve` on a fresh event loop (uvloop when installed)."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+def run(config: Config, *, loop: str = "auto", **kw: Any) -> None:
+    """Run `serve` on a fresh event loop: uvloop when installed (`auto`), or `asyncio`."""
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         runner.run(serve(config, **kw))

@@ -37,9 +37,17 @@ from patchbay.spec._model import (
     OAuth2Auth,
 )
 
-__all__ = ["Authenticator", "build_authenticator"]
+__all__ = [
+    "Authenticator",
+    "JwtSigner",
+    "MutualTls",
+    "NoAuth",
+    "OAuth2ClientCredentials",
+    "build_authenticator",
+]
 
 Clock = Callable[[], float]
+_REFRESH_RETRY_S = 5.0
 
 # The credential the current task last sent, per authenticator: lets on_unauthorized() tell
 # a 401 for a stale credential (already replaced: just retry) from one for the current one.
@@ -154,11 +162,12 @@ class _StaticAuth(_Credential):
 
 
 class _Token:
-    __slots__ = ("refresh_at", "value")
+    __slots__ = ("expires_at", "refresh_at", "value")
 
-    def __init__(self, value: str, refresh_at: float) -> None:
+    def __init__(self, value: str, refresh_at: float, expires_at: float | None = None) -> None:
         self.value = value
         self.refresh_at = refresh_at
+        self.expires_at = refresh_at if expires_at is None else expires_at
 
 
 class OAuth2ClientCredentials(_Credential):
@@ -181,24 +190,41 @@ class OAuth2ClientCredentials(_Credential):
         self._clock = clock
         self._token: _Token | None = None
         self._fetching: asyncio.Task[_Token] | None = None
+        self._retry_at = 0.0
         self.fetches = 0  # how many token requests were sent, for tests and metrics
 
     async def _get(self) -> _Token:
         token = self._token
-        if token is not None and self._clock() < token.refresh_at:
+        now = self._clock()
+        if token is not None and now < token.refresh_at:
             return token
         task = self._fetching
+        if token is not None and now < token.expires_at:
+            # refresh in the background: a caller on a live call never waits for the token
+            # endpoint while the current token is still good
+            if task is None and now >= self._retry_at:
+                self._start()
+            return token
         if task is None:
-            task = self._fetching = asyncio.ensure_future(self._fetch())
-            task.add_done_callback(self._fetched)
+            task = self._start()
         # shielded: a caller whose budget ran out must not cancel everyone's token request
         return await asyncio.shield(task)
+
+    def _start(self) -> asyncio.Task[_Token]:
+        task = self._fetching = asyncio.ensure_future(self._fetch())
+        task.add_done_callback(self._fetched)
+        return task
 
     def _fetched(self, task: asyncio.Task[_Token]) -> None:
         if self._fetching is task:
             self._fetching = None
-        if not task.cancelled() and task.exception() is None:
+        if task.cancelled():
+            return
+        if task.exception() is None:
             self._token = task.result()
+        else:
+            # a failed early refresh is retried a few seconds later, not on every request
+            self._retry_at = self._clock() + _REFRESH_RETRY_S
 
     async def _fetch(self) -> _Token:
         spec = self._spec
@@ -223,6 +249,7 @@ class OAuth2ClientCredentials(_Credential):
             has_body=True,
         )
         self.fetches += 1
+        sent_at = self._clock()
         response = await self._transport.send(request, self._timeout)
         if response.status >= 500:
             raise UpstreamUnavailable(
@@ -245,7 +272,7 @@ class OAuth2ClientCredentials(_Credential):
         life = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
         # refresh early, but never so early that a short-lived token is refetched every call
         early = min(spec.refresh_before_s, life / 2)
-        return _Token(token, self._clock() + life - early)
+        return _Token(token, sent_at + life - early, sent_at + life)
 
     async def apply(self, request: Request) -> Request:
         """The request with `Authorization: Bearer <access token>`."""

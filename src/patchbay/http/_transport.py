@@ -31,7 +31,15 @@ class AiohttpTransport:
     would carry its credentials to another host, so a 3xx comes back as the answer.
     """
 
-    __slots__ = ("_keepalive", "_limit", "_limit_per_host", "_session", "_ssl", "_timeouts")
+    __slots__ = (
+        "_keepalive",
+        "_limit",
+        "_limit_per_host",
+        "_loop",
+        "_session",
+        "_ssl",
+        "_timeouts",
+    )
 
     def __init__(
         self,
@@ -46,10 +54,13 @@ class AiohttpTransport:
         self._keepalive = keepalive_s
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        # created inside the running loop: aiohttp binds a session to the loop it starts in
+        # created inside the running loop: aiohttp binds a session to the loop it starts in,
+        # so a transport reused under a new loop (one asyncio.run per CLI command) starts over
+        self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
             limit=self._limit,
             limit_per_host=self._limit_per_host,
@@ -77,7 +88,7 @@ class AiohttpTransport:
     async def send(self, request: Request, timeout_s: float) -> Response:
         """Send `request` and read the whole answer, giving up after `timeout_s` seconds."""
         session = self._session
-        if session is None or session.closed:
+        if session is None or session.closed or self._loop is not asyncio.get_running_loop():
             session = self._open()
         headers = request.headers
         data: bytes | str | None = None
@@ -113,7 +124,8 @@ class AiohttpTransport:
     async def close(self) -> None:
         """Close the session and its pooled connections."""
         session, self._session = self._session, None
-        if session is not None and not session.closed:
+        # a session of a loop that has gone cannot be closed from this one; it is dropped
+        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
             # lets the connector finish closing transports before the loop goes away
             await asyncio.sleep(0)

@@ -130,7 +130,7 @@ class PipecatTools:
     async def _shielded(self, request: ToolCall, params: FunctionCallParams) -> ToolResult:
         work = asyncio.ensure_future(self.runtime.execute(request))
         try:
-            return await asyncio.shield(work)
+            return await work
         except asyncio.CancelledError:
             late = asyncio.create_task(self._report_late(work, params))
             self._orphans.add(late)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -42,7 +42,7 @@ class Emitter:
 
     __slots__ = ("_sinks",)
 
-    def __init__(self, sinks: list[EventSink] | None = None) -> None:
+    def __init__(self, sinks: Sequence[EventSink] | None = None) -> None:
         self._sinks: list[EventSink] = list(sinks or [])
 
     def add(self, sink: EventSink) -> None:

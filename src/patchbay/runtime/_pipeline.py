@@ -12,13 +12,19 @@ from patchbay.http import AiohttpTransport, Authenticator, SecretResolver, build
 from patchbay.http._types import Request, Response, Transport
 from patchbay.observe._events import Emitter, Event
 from patchbay.policies._base import Exchange, Policy, Send, chain
+from patchbay.policies._breaker import BreakerPolicy
+from patchbay.policies._cache import CachePolicy
 from patchbay.policies._deadline import DeadlinePolicy
+from patchbay.policies._idempotency import IdempotencyPolicy
+from patchbay.policies._quota import QuotaPolicy
+from patchbay.policies._ratelimit import RateLimitPolicy
 from patchbay.policies._retry import RetryPolicy
 from patchbay.policies._send import AuthPolicy, TransportStep
 from patchbay.runtime._handler import Operation
 from patchbay.spec import Config, Integration, Tool
 from patchbay.spec._imports import import_callable
 from patchbay.spec._call import CallContext
+from patchbay.state import StateStore, open_store
 
 log = logging.getLogger("patchbay.runtime")
 Sleep = Callable[[float], Awaitable[None]]
@@ -34,6 +40,7 @@ class Pipelines:
         *,
         transport: Transport | None = None,
         sleep: Sleep = asyncio.sleep,
+        store: StateStore | None = None,
     ) -> None:
         self._config = config
         self._emitter = emitter
@@ -45,6 +52,14 @@ class Pipelines:
         self._auth: dict[tuple[str, str | None], Authenticator] = {}
         self._background: set[asyncio.Future[Response]] = set()
         self._ops: dict[str, tuple[Operation, ...]] = {}
+        # One store and one instance of each stateful policy for every integration and tenant.
+        self.store = store if store is not None else open_store(config.state)
+        self._quota = QuotaPolicy(self.store)
+        self._idempotency = IdempotencyPolicy(self.store)
+        self._cache = CachePolicy(self.store)
+        self._breaker = BreakerPolicy(self.store)
+        self._rate_limit = RateLimitPolicy(self.store, sleep=sleep)
+        self._validators: dict[str, list[Callable[..., Any]]] = {}
 
     @property
     def secrets(self) -> SecretResolver:
@@ -88,12 +103,24 @@ class Pipelines:
         )
 
     def policies(self, integration: Integration, auth: Authenticator) -> list[Policy]:
-        """The pipeline, outermost first (DESIGN.md): deadline, retry, auth."""
-        return [
-            DeadlinePolicy(self._adopt),
-            RetryPolicy(sleep=self._sleep),
-            AuthPolicy(auth),
-        ]
+        """The pipeline, outermost first (DESIGN.md); steps nothing configured are left out.
+
+        deadline, quota, idempotency, cache, retry, breaker, rate limit, auth.
+        """
+        tools = [t for t in self._config.tools.values() if t.integration == integration.name]
+        steps: list[Policy] = [DeadlinePolicy(self._adopt)]
+        if integration.quota is not None or any(t.quota is not None for t in tools):
+            steps.append(self._quota)
+        steps.append(self._idempotency)  # handlers may send keys from any tool
+        if any(t.cache is not None for t in tools):
+            steps.append(self._cache)
+        steps.append(RetryPolicy(sleep=self._sleep))
+        if integration.breaker is not None:
+            steps.append(self._breaker)
+        if integration.rate_limit is not None:
+            steps.append(self._rate_limit)
+        steps.append(AuthPolicy(auth))
+        return steps
 
     def send(self, exchange: Exchange) -> Send:
         """The composed pipeline for the exchange's integration and tenant."""
@@ -123,8 +150,12 @@ class Pipelines:
         return found
 
     def validators(self, tool: Tool) -> list[Callable[..., Any]]:
-        """The tool's Python validator hooks."""
-        return [import_callable(ref, self._config.base_dir) for ref in tool.validators]
+        """The tool's Python validator hooks (imported once)."""
+        found = self._validators.get(tool.name)
+        if found is None:
+            found = [import_callable(ref, self._config.base_dir) for ref in tool.validators]
+            self._validators[tool.name] = found
+        return found
 
     def _adopt(self, task: asyncio.Future[Response], request: Request, exchange: Exchange) -> None:
         """Keep a sent write running after its caller gave up, and record how it ended."""
@@ -166,3 +197,6 @@ class Pipelines:
         for auth in self._auth.values():
             await auth.close()
         await self._transport.close()
+        await self._breaker.drain()
+        await self._idempotency.drain()
+        await self.store.close()

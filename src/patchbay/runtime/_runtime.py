@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from patchbay._errors import (
@@ -26,6 +26,7 @@ from patchbay.runtime._pipeline import Pipelines
 from patchbay.runtime._result import ErrorInfo, ToolCall, ToolResult
 from patchbay.spec import Config, Tool, load_config, resolve_handler
 from patchbay.spec._call import CallContext
+from patchbay.state import StateStore
 from patchbay.transform import cap_result, error_words, transform_response
 from patchbay.validate import validate_arguments_async
 
@@ -51,13 +52,17 @@ class ToolRuntime:
         config: Config,
         *,
         transport: Transport | None = None,
-        sinks: list[EventSink] | None = None,
+        sinks: Sequence[EventSink] | None = None,
         sleep: Sleep = asyncio.sleep,
         handlers: Mapping[str, Callable[..., Awaitable[Any]]] | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.emitter = Emitter(sinks if sinks is not None else [LoggingSink()])
-        self._pipelines = Pipelines(config, self.emitter, transport=transport, sleep=sleep)
+        # The state store (default: the config's `state:` URL) is closed with the runtime.
+        self._pipelines = Pipelines(
+            config, self.emitter, transport=transport, sleep=sleep, store=store
+        )
         self._handlers: dict[str, Callable[..., Awaitable[Any]]] = dict(handlers or {})
         self._calls: dict[str, CallContext] = {}
 

@@ -35,7 +35,8 @@ def import_callable(ref: str, base_dir: str) -> Callable[..., Any]:
     # Left on sys.path: a handler module may import its siblings lazily, long after loading.
     if base_dir not in sys.path:
         sys.path.insert(0, base_dir)
-    importlib.invalidate_caches()
+    if module_name not in sys.modules:
+        importlib.invalidate_caches()  # finders cache folder listings; the file may be new
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:

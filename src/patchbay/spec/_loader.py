@@ -17,6 +17,8 @@ from patchbay.spec._checks import check_integration, check_state, check_tool
 from patchbay.spec._messages import Loc, issues, join_loc
 from patchbay.spec._model import Config, Integration, Tool
 
+# Hand-written: one regex covers ${VAR}, ${VAR:-default} and the $${ escape, and lets every
+# missing variable be reported with its location instead of failing on the first.
 _INTERPOLATION = re.compile(
     r"\$\$\{"  # escaped: $${ stands for a literal ${
     r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"

@@ -243,11 +243,20 @@ class Integration(Frozen):
     operations: tuple[Operation, ...] = ()  # extra operations Python handlers may call
 
 
+class Prefetch(Frozen):
+    """Run a read tool at call start, its arguments filled from the call (`{call.caller}`)."""
+
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+Builtin = Literal["callback_request"]
+
+
 class Tool(Frozen):
     """One API operation as an LLM function."""
 
     name: str = ""
-    integration: str
+    integration: str = ""  # required unless the tool is `builtin`
     description: str
     parameters: dict[str, Param] = Field(default_factory=dict)
     require: Require | None = None
@@ -263,13 +272,20 @@ class Tool(Frozen):
     retry: RetrySpec | None = None  # overrides the integration's
     quota: QuotaSpec | None = None
     mode: Literal["sync", "background"] = "sync"
-    prefetch: bool = False
+    prefetch: bool | Prefetch = False  # true: no arguments; {args: {...}}: filled from the call
     write: bool | None = None  # None: a write unless the request method is GET
+    builtin: Builtin | None = None  # answered by patchbay itself: no integration, no request
 
     @model_validator(mode="after")
     def _request_or_handler(self) -> Tool:
+        if self.builtin is not None:
+            if self.request is not None or self.handler is not None:
+                raise ValueError("a builtin tool takes no request or handler")
+            return self
         if (self.request is None) == (self.handler is None):
             raise ValueError("give exactly one of request or handler")
+        if not self.integration:
+            raise ValueError("missing required key 'integration'")
         return self
 
     @property

@@ -69,23 +69,14 @@ class ToolRegistry:
 
         def register(func: F) -> F:
             tool_name = name or func.__name__
+            where = f"tools.{tool_name}"
+            text = description or _doc(func)
             if not is_async_callable(func):
-                raise ConfigErrors(
-                    [ConfigError("a tool handler must be an async function", f"tools.{tool_name}")]
-                )
+                raise _fail("a tool handler must be an async function", where)
             if tool_name in self._tools:
-                raise ConfigErrors(
-                    [ConfigError("a tool of this name is already registered", f"tools.{tool_name}")]
-                )
-            if not (description or _doc(func)):
-                raise ConfigErrors(
-                    [
-                        ConfigError(
-                            "a tool needs a description (or a docstring) for the LLM",
-                            f"tools.{tool_name}.description",
-                        )
-                    ]
-                )
+                raise _fail("a tool of this name is already registered", where)
+            if not text:
+                raise _fail("a tool needs a description (or a docstring)", f"{where}.description")
             if isinstance(budget_s, timedelta):
                 budget: float | None = budget_s.total_seconds()
             else:
@@ -93,7 +84,7 @@ class ToolRegistry:
             fields: dict[str, Any] = {
                 "name": tool_name,
                 "integration": integration,
-                "description": description or _doc(func),
+                "description": text,
                 "parameters": (
                     dict(parameters) if parameters is not None else infer_parameters(func)
                 ),
@@ -120,7 +111,6 @@ class ToolRegistry:
                 tool = Tool.model_validate({k: v for k, v in fields.items() if v is not None})
             except ValidationError as exc:
                 raise ConfigErrors(translate(exc, Tool, ("tools", tool_name))) from None
-            where = f"tools.{tool_name}"
             errors = check_tool(tool, where, None, None, import_handler=False)
             errors += _unaccepted(func, tool, where)
             if errors:
@@ -179,6 +169,10 @@ def resolve_handler(
         return load_handler(config.base_dir, tool.handler)
     except ConfigError as exc:
         raise ConfigError(exc.message, f"tools.{tool.name}.handler") from None
+
+
+def _fail(message: str, location: str) -> ConfigErrors:
+    return ConfigErrors([ConfigError(message, location)])
 
 
 def _doc(func: Callable[..., Any]) -> str:

@@ -2,6 +2,8 @@
 
 The Redis store runs the same arithmetic in Lua (see `_redis.py`); keep the two in step.
 The state is one number per key, the theoretical arrival time (TAT) of the next request.
+Written by hand: limiter libraries (limits, aiolimiter) neither reserve a future slot for the
+caller nor run one algorithm identically on memory, SQLite and a Redis script.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 from patchbay.state._gcra import GcraParams, decode_tat, encode_tat, gcra_params, gcra_reserve
-from patchbay.state._protocol import StateTypeError, check_ttl
+from patchbay.state._protocol import StateError, StateTypeError, check_ttl
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -61,20 +61,27 @@ class SQLiteStore:
         self._clock = clock
         self._writes = 0
         self._closed = False
-        # Not aiosqlite: it is the same design (one thread per connection) behind a queue, and
-        # a one-worker executor keeps every transaction on one thread with no dependency.
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open SQLite state file {self.path!r}: {exc}") from exc
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives process crashes; a power cut can lose the last commits.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            with self._tx() as conn:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("DELETE FROM entries WHERE expires_at <= ?", (self._clock(),))
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StateError(f"cannot use SQLite state file {self.path!r}: {exc}") from exc
+        # Not aiosqlite: it is the same design (a thread per connection) and measured slower
+        # here; a one-worker executor keeps every transaction on one thread, with no dependency.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patchbay-sqlite")
-        self._conn = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives process crashes; only a power cut can lose the last commits.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        with self._tx() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("DELETE FROM entries WHERE expires_at <= ?", (self._clock(),))
 
     async def get(self, key: str) -> bytes | None:
         """Return the value at `key`, or None when it is absent or expired."""

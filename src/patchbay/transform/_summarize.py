@@ -182,17 +182,17 @@ def _largest(fits: Callable[[int], bool], lo: int, hi: int) -> int:
 
 
 def _shrink(value: Any, max_chars: int) -> Any:
-    max_list, max_str, max_keys = _extent(value)
-
     def size_ok(lists: int | None, strings: int | None, keys: int | None) -> bool:
         return json_size(_prune(value, lists, strings, keys)) <= max_chars
 
-    # Fewer list items first: long answers are nearly always long lists.
-    if max_list and size_ok(0, None, None):
-        n = _largest(lambda n: size_ok(n, None, None), 0, max_list)
+    # Fewer list items first: long answers are nearly always long lists. A list of n items
+    # takes at least 2n characters, which bounds n without walking the whole value.
+    if size_ok(0, None, None):
+        n = _largest(lambda n: size_ok(n, None, None), 0, max_chars // 2)
         return _prune(value, n, None, None)
     if not size_ok(0, 0, 0):
         return dict(_LAST_RESORT)
+    max_list, max_str, max_keys = _extent(value)
     # Then widen one limit at a time, most valuable first, each as far as the cap allows:
     # keys (the answer's shape), strings up to a modest length, list items, longer strings.
     keys = _largest(lambda k: size_ok(0, 0, k), 0, max_keys)

@@ -14,6 +14,7 @@ from typing import Any
 
 import jmespath
 from jmespath.exceptions import JMESPathError
+from jmespath.visitor import TreeInterpreter
 
 from patchbay._errors import ConfigError
 from patchbay.spec._model import ResponseSpec
@@ -26,6 +27,9 @@ _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 # carry raw upstream text, so it is not passed on even as a code.
 _CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _JSON_TYPES = (dict, list, str, int, float, bool, type(None))
+# ParsedResult.search builds a new interpreter per call, a good part of a small expression's
+# cost; the interpreter keeps no state between visits, so one is shared.
+_INTERPRETER = TreeInterpreter()
 
 
 def compile_path(expr: str, location: str = "") -> Getter:
@@ -42,13 +46,13 @@ def compile_path(expr: str, location: str = "") -> Getter:
 
         return dotted
     try:
-        parsed = jmespath.compile(expr)
+        ast = jmespath.compile(expr).parsed
     except JMESPathError as exc:
         raise ConfigError(f"{expr!r} is not valid JMESPath: {exc}", location) from None
 
     def search(value: Any) -> Any:
         try:
-            return parsed.search(value)
+            return _INTERPRETER.visit(ast, value)
         except (JMESPathError, TypeError, ValueError, ArithmeticError):
             return None  # e.g. a function given the wrong type by an unexpected answer
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -134,7 +135,8 @@ class _ParamCheck:
         else:
             value = dict(value)
         if self.enum is not None and not _enum_match(value, self.enum):
-            raise BadValue("must be one of: " + ", ".join(str(o) for o in self.enum))
+            options = (o if isinstance(o, str) else json.dumps(o) for o in self.enum)
+            raise BadValue("must be one of: " + ", ".join(options))
         return value
 
     def _string(self, value: Any, region: str) -> str:

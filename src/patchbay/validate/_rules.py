@@ -12,6 +12,7 @@ from typing import Any
 
 import jmespath
 from jmespath.exceptions import JMESPathError
+from jmespath.visitor import TreeInterpreter
 
 from patchbay._errors import ConfigError
 from patchbay.spec._call import CallContext
@@ -19,12 +20,16 @@ from patchbay.spec._model import Rule
 
 RULES_FIELD = "_rules"  # the field key of a rule that names no argument
 
+# ParsedResult.search builds a new interpreter per call, which is most of a small rule's cost;
+# the interpreter keeps no state between visits, so one is shared.
+_INTERPRETER = TreeInterpreter()
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     """A rule's expression, compiled once, and the argument its failure is reported under."""
 
-    search: Any  # jmespath ParsedResult.search
+    ast: Any  # the parsed JMESPath tree
     message: str
     field: str
     source: str
@@ -50,7 +55,7 @@ def compile_rule(rule: Rule, location: str = "") -> CompiledRule:
     except JMESPathError as exc:
         raise ConfigError(f"rule {rule.check!r} is not valid JMESPath: {exc}", location) from None
     field = next(_fields_mentioned(parsed.parsed), RULES_FIELD)
-    return CompiledRule(parsed.search, rule.message, field, rule.check)
+    return CompiledRule(parsed.parsed, rule.message, field, rule.check)
 
 
 def _jmespath_false(value: Any) -> bool:
@@ -64,11 +69,11 @@ def check_rules(
     """The failed rules' messages by field; empty when every rule holds."""
     if not rules:
         return {}
-    scope = {"args": dict(args), "call": call.as_template_scope()}
+    scope = {"args": args, "call": call.as_template_scope()}
     failed: dict[str, str] = {}
     for rule in rules:
         try:
-            ok = not _jmespath_false(rule.search(scope))
+            ok = not _jmespath_false(_INTERPRETER.visit(rule.ast, scope))
         except (JMESPathError, TypeError, ValueError, ArithmeticError):
             # A rule that cannot be evaluated on these values (a function given the wrong type)
             # has not been shown to hold, so it fails like a false one.

@@ -1,0 +1,274 @@
+"""Circuit breaker: stop calling an API that keeps failing, for every replica at once.
+
+Shared state, under `brk:{integration}[:{tenant}][:{METHOD path}]` (the tenant only when it
+has an upstream of its own, the endpoint only with `per_endpoint`):
+
+- `{key}`: absent or `c GEN` (closed), or `o GEN UNTIL` (open until the wall-clock time
+  UNTIL, half-open after it). Transitions are compare_and_set on this one value, so exactly
+  one replica wins each and its event is the one emitted.
+- `{key}:seq` (incr) and `{key}:w` (a hash of `window` slots): the count window. Each attempt
+  takes the next sequence number and writes its outcome in slot `seq % window`, so replicas
+  fill one window without read-modify-write races; a failure reads the window and decides.
+- `{key}:probe:GEN` and `{key}:ok:GEN` (incr): half-open probes claimed and probes passed.
+
+Checking the breaker reads the store at most once per `refresh_s` (50 ms) per key and replica,
+and not at all while the breaker is known to be open: a replica learns that another one opened
+the breaker within `refresh_s` plus one store round trip (the staleness bound), and an open
+breaker answers from process memory in microseconds. Replicas compare UNTIL with their own
+clocks, so open periods are as exact as their clocks agree (NTP: milliseconds).
+Successful attempts are recorded off the caller's path; failures are recorded before the
+failure is returned, so the next call already sees their effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from patchbay._errors import CircuitOpen
+from patchbay.http._types import Request, Response, TransportError
+from patchbay.policies._base import Exchange, Send
+from patchbay.policies._classify import is_failure_status
+from patchbay.policies._shared import SideTasks, emit, tenant_scope
+from patchbay.spec._model import BreakerSpec
+from patchbay.state._protocol import StateStore
+
+# Window slot values: success, failure, slow success, slow failure.
+_OK, _FAIL, _SLOW, _SLOW_FAIL = b"s", b"f", b"l", b"x"
+
+
+@dataclass(slots=True)
+class _View:
+    """This replica's copy of one breaker's shared state."""
+
+    raw: bytes | None
+    gen: int
+    until: float | None  # None: closed; otherwise open until then (wall clock), then half-open
+    read_at: float  # time.monotonic() of the read
+    probes_taken_at: float = -math.inf  # when a probe claim last found every probe taken
+
+    @classmethod
+    def parse(cls, raw: bytes | None, read_at: float) -> _View:
+        parts = raw.split() if raw else []
+        try:
+            if len(parts) == 3 and parts[0] == b"o":
+                return cls(raw, int(parts[1]), float(parts[2]), read_at)
+            if len(parts) == 2 and parts[0] == b"c":
+                return cls(raw, int(parts[1]), None, read_at)
+        except ValueError:
+            pass
+        return cls(raw, 0, None, read_at)  # absent or unreadable: closed
+
+
+class BreakerPolicy:
+    """Fail fast with `circuit_open` while an integration (or endpoint) keeps failing.
+
+    A failure is a 5xx, a network error or a timeout (including the budget running out
+    mid-attempt); 4xx answers are the caller's problem, not the API's, and never count. A
+    slow call is one slower than `slow_call_s` (time waiting for a rate-limit slot excluded).
+    The breaker opens when the window holds at least `min_calls` outcomes and the failure
+    rate reaches `failure_rate` (or the slow rate `slow_rate`); after `open_s` it lets
+    `half_open_calls` probes through: all succeeding closes it, any failing reopens it.
+    """
+
+    __slots__ = ("_clock", "_inline", "_refresh_s", "_side", "_store", "_views")
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float = 0.05,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._refresh_s = refresh_s
+        self._views: dict[str, _View] = {}
+        self._side = SideTasks()
+        # The memory store answers without I/O: recording inline is cheaper than a task.
+        self._inline = store.backend == "memory"
+
+    async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
+        spec = exchange.integration.breaker
+        if spec is None:
+            return await next(request, exchange)
+        key = f"brk:{tenant_scope(exchange)}"
+        if spec.per_endpoint:
+            key += f":{request.method} {request.path_template}"
+        view = await self._current(key)
+        probe = False
+        if view.until is not None:
+            probe = await self._admit_probe(key, view, spec, request, exchange)
+        waited = exchange.rate_wait_s
+        started = time.perf_counter()
+        try:
+            response = await next(request, exchange)
+        except (TransportError, TimeoutError):
+            await self._record(key, view, spec, _FAIL, probe, request, exchange)
+            raise
+        except asyncio.CancelledError:
+            # The budget ending mid-attempt is a timeout; a caller hanging up says nothing.
+            if exchange.remaining() <= 0:
+                work = self._record(key, view, spec, _FAIL, probe, request, exchange)
+                self._side.spawn(work, "breaker record")
+            raise
+        failed = is_failure_status(response.status)
+        slow = spec.slow_call_s is not None and (
+            time.perf_counter() - started - (exchange.rate_wait_s - waited) >= spec.slow_call_s
+        )
+        outcome = (_SLOW_FAIL if slow else _FAIL) if failed else (_SLOW if slow else _OK)
+        if outcome == _OK and not probe:
+            work = self._record(key, view, spec, outcome, probe, request, exchange)
+            if self._inline:
+                await work
+            else:
+                self._side.spawn(work, "breaker record")
+        else:
+            await self._record(key, view, spec, outcome, probe, request, exchange)
+        return response
+
+    async def _current(self, key: str) -> _View:
+        now = time.monotonic()
+        view = self._views.get(key)
+        if view is not None:
+            if now - view.read_at < self._refresh_s:
+                return view
+            if view.until is not None and self._clock() < view.until:
+                return view  # nothing ends an open period early
+            view.read_at = now  # concurrent callers keep this copy while one of them reads
+        raw = await self._store.get(key)
+        if view is not None and raw == view.raw:
+            return view
+        fresh = _View.parse(raw, now)
+        self._views[key] = fresh
+        return fresh
+
+    async def _admit_probe(
+        self, key: str, view: _View, spec: BreakerSpec, request: Request, exchange: Exchange
+    ) -> bool:
+        assert view.until is not None
+        left = view.until - self._clock()
+        if left > 0:
+            raise self._refuse(exchange, request, spec, left, "open")
+        if time.monotonic() - view.probes_taken_at < self._refresh_s:
+            raise self._refuse(exchange, request, spec, 0.0, "half_open")
+        taken = await self._store.incr(f"{key}:probe:{view.gen}", 1, ttl_s=self._probe_ttl(exchange))
+        if taken > spec.half_open_calls:
+            view.probes_taken_at = time.monotonic()
+            raise self._refuse(exchange, request, spec, 0.0, "half_open")
+        if taken == 1:
+            emit(exchange, request, "breaker_half_open", **_labels(spec, request, "half_open"))
+        return True
+
+    async def _record(
+        self,
+        key: str,
+        view: _View,
+        spec: BreakerSpec,
+        outcome: bytes,
+        probe: bool,
+        request: Request,
+        exchange: Exchange,
+    ) -> None:
+        bad = outcome != _OK
+        if probe:
+            if bad:
+                await self._open(key, view, spec, request, exchange)
+                return
+            passed = await self._store.incr(
+                f"{key}:ok:{view.gen}", 1, ttl_s=self._probe_ttl(exchange)
+            )
+            if passed >= spec.half_open_calls:
+                await self._transition(key, view, b"c %d" % (view.gen + 1), request, exchange)
+            return
+        if view.until is not None:
+            return  # admitted before the breaker opened: old news
+        seq = await self._store.incr(f"{key}:seq")
+        await self._store.hset(f"{key}:w", str(seq % spec.window), outcome)
+        if not bad:
+            return
+        slots = await self._store.hgetall(f"{key}:w")
+        outcomes = [v for k, v in slots.items() if k.isdigit() and int(k) < spec.window]
+        calls = len(outcomes)
+        if calls < spec.min_calls:
+            return
+        failures = sum(1 for v in outcomes if v in (_FAIL, _SLOW_FAIL))
+        slows = sum(1 for v in outcomes if v in (_SLOW, _SLOW_FAIL))
+        if failures / calls >= spec.failure_rate or (
+            spec.slow_call_s is not None and slows / calls >= spec.slow_rate
+        ):
+            await self._open(key, view, spec, request, exchange)
+
+    async def _open(
+        self, key: str, view: _View, spec: BreakerSpec, request: Request, exchange: Exchange
+    ) -> None:
+        until = self._clock() + spec.open_s
+        opened = await self._transition(
+            key, view, b"o %d %.3f" % (view.gen + 1, until), request, exchange
+        )
+        if not opened and view.until is None:
+            # Our copy was behind; if the shared state is still closed, open it from there.
+            fresh = self._views[key]
+            if fresh.until is None:
+                raw = b"o %d %.3f" % (fresh.gen + 1, until)
+                await self._transition(key, fresh, raw, request, exchange)
+
+    async def _transition(
+        self, key: str, view: _View, raw: bytes, request: Request, exchange: Exchange
+    ) -> bool:
+        now = time.monotonic()
+        if not await self._store.compare_and_set(key, view.raw, raw):
+            self._views[key] = _View.parse(await self._store.get(key), now)
+            return False
+        fresh = self._views[key] = _View.parse(raw, now)
+        spec = exchange.integration.breaker
+        assert spec is not None
+        if fresh.until is None:
+            # A closed breaker starts from an empty window: old failures are history.
+            await self._store.delete(f"{key}:w")
+            await self._store.delete(f"{key}:seq")
+            emit(exchange, request, "breaker_closed", **_labels(spec, request, "closed"))
+        else:
+            emit(
+                exchange,
+                request,
+                "breaker_opened",
+                open_s=spec.open_s,
+                **_labels(spec, request, "open"),
+            )
+        return True
+
+    def _refuse(
+        self, exchange: Exchange, request: Request, spec: BreakerSpec, left: float, state: str
+    ) -> CircuitOpen:
+        emit(exchange, request, "circuit_open", **_labels(spec, request, state))
+        name = exchange.integration.name
+        when = f"for about {math.ceil(left)} more seconds" if left >= 1 else "for a moment"
+        return CircuitOpen(
+            f"{name} has been failing, so calls to it are paused {when}. Do not retry now; "
+            "tell the caller it is unavailable and offer to follow up later.",
+            tool=exchange.tool.name,
+            call_id=exchange.call.id,
+        )
+
+    @staticmethod
+    def _probe_ttl(exchange: Exchange) -> float:
+        # A probe whose outcome never arrives (its caller gone) frees its slot after this.
+        return max(exchange.integration.timeout_s, exchange.tool.budget_s) + 1.0
+
+    async def drain(self) -> None:
+        """Finish recordings still running on the side."""
+        await self._side.drain()
+
+
+def _labels(spec: BreakerSpec, request: Request, state: str) -> dict[str, object]:
+    endpoint = f"{request.method} {request.path_template}" if spec.per_endpoint else "*"
+    return {
+        "policy": "breaker",
+        "state": state,
+        "endpoint": endpoint,
+        "path": request.path_template if spec.per_endpoint else None,
+    }

@@ -1,0 +1,104 @@
+"""Quotas: requests per integration and tenant per day, and tool calls per phone call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from patchbay._errors import QuotaExceeded
+from patchbay.http._types import Request, Response
+from patchbay.policies._base import Exchange, Send
+from patchbay.policies._shared import emit, scope
+from patchbay.state._protocol import StateStore
+
+# A day counter outlives its day a little, so replicas whose clocks straddle midnight agree.
+_DAY_TTL_S = 2 * 86400.0
+# A phone call rarely lasts an hour; a day is generous and still lets the keys expire.
+_CALL_TTL_S = 86400.0
+# Notes (shown in meta) that also mark an exchange as counted: a handler's later requests
+# belong to the same tool call and must not count again.
+_TOOL_NOTE = "tool_calls_this_call"
+_INTEGRATION_NOTE = "integration_calls_this_call"
+
+
+class QuotaPolicy:
+    """Refuse, before any request, work beyond a per-day or per-call quota.
+
+    Per day counts logical requests (retries are not counted again) on
+    `quota:{integration}:{tenant}:day:{YYYY-MM-DD}` (UTC), from the integration's (or the
+    tenant's) `quota.per_day`, and per tool from the tool's `quota.per_day`. Per call counts
+    tool calls within one phone call: the tool's `quota.per_call` stops an LLM that loops on
+    one tool, the integration's `quota.per_call` bounds all of its tools together.
+    """
+
+    __slots__ = ("_clock", "_store")
+
+    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
+        tool, integration = exchange.tool, exchange.integration
+        base = f"quota:{scope(exchange)}"
+        tool_limit = tool.quota.per_call if tool.quota else None
+        if tool_limit is not None and _TOOL_NOTE not in exchange.notes:
+            used = await self._count(f"{base}:tool:{tool.name}:call:{exchange.call.id}")
+            exchange.notes[_TOOL_NOTE] = used
+            if used > tool_limit:
+                self._refuse(
+                    exchange,
+                    request,
+                    "per_call",
+                    tool_limit,
+                    f"{tool.name} was already called {tool_limit} times in this call; stop "
+                    "calling it and tell the caller what happened.",
+                )
+        call_limit = integration.quota.per_call if integration.quota else None
+        if call_limit is not None and _INTEGRATION_NOTE not in exchange.notes:
+            used = await self._count(f"{base}:call:{exchange.call.id}")
+            exchange.notes[_INTEGRATION_NOTE] = used
+            if used > call_limit:
+                self._refuse(
+                    exchange,
+                    request,
+                    "per_call",
+                    call_limit,
+                    f"{integration.name} was already used {call_limit} times in this call; "
+                    "stop calling its tools and tell the caller what happened.",
+                )
+        day_limit = integration.quota.per_day if integration.quota else None
+        tool_day_limit = tool.quota.per_day if tool.quota else None
+        if day_limit is not None or tool_day_limit is not None:
+            day = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%d")
+            if day_limit is not None:
+                used = await self._count(f"{base}:day:{day}", _DAY_TTL_S)
+                if used > day_limit:
+                    self._refuse(
+                        exchange,
+                        request,
+                        "per_day",
+                        day_limit,
+                        f"Today's limit of {day_limit} requests to {integration.name} is used "
+                        "up; tell the caller it cannot be done now and offer another way.",
+                    )
+            if tool_day_limit is not None:
+                used = await self._count(f"{base}:tool:{tool.name}:day:{day}", _DAY_TTL_S)
+                if used > tool_day_limit:
+                    self._refuse(
+                        exchange,
+                        request,
+                        "per_day",
+                        tool_day_limit,
+                        f"{tool.name} reached its limit of {tool_day_limit} uses today; tell "
+                        "the caller it cannot be done now and offer another way.",
+                    )
+        return await next(request, exchange)
+
+    async def _count(self, key: str, ttl_s: float = _CALL_TTL_S) -> int:
+        return await self._store.incr(key, 1, ttl_s=ttl_s)
+
+    @staticmethod
+    def _refuse(exchange: Exchange, request: Request, kind: str, limit: int, words: str) -> None:
+        emit(exchange, request, "quota_exceeded", policy="quota", quota=kind, limit=limit)
+        raise QuotaExceeded(words, tool=exchange.tool.name, call_id=exchange.call.id)

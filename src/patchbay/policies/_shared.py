@@ -1,0 +1,121 @@
+"""What the stateful policies share: responses as stored bytes, key scopes, events, side tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from patchbay.http._types import Request, Response
+from patchbay.observe._events import Event
+from patchbay.policies._base import Exchange
+
+log = logging.getLogger("patchbay.policies")
+
+
+def encode_response(response: Response, **head: Any) -> bytes:
+    """A response as one value: a JSON head line (status, headers, `head`), then the raw body."""
+    meta = {"s": response.status, "h": dict(response.headers), **head}
+    # json.dumps never writes a raw newline, so the first one ends the head.
+    return json.dumps(meta, separators=(",", ":")).encode() + b"\n" + response.body
+
+
+def decode_response(raw: bytes) -> tuple[Response, dict[str, Any]] | None:
+    """The response and head fields of `encode_response`; None for bytes it did not write."""
+    head, sep, body = raw.partition(b"\n")
+    if not sep:
+        return None
+    try:
+        meta = json.loads(head)
+        status = int(meta["s"])
+        headers = {str(k): str(v) for k, v in dict(meta.get("h") or {}).items()}
+    except (ValueError, TypeError, KeyError):
+        return None
+    return Response(status=status, headers=headers, body=body), meta
+
+
+def scope(exchange: Exchange) -> str:
+    """`integration:tenant`, the prefix that keeps one tenant's state away from another's."""
+    return f"{exchange.integration.name}:{exchange.call.tenant or '-'}"
+
+
+def tenant_scope(exchange: Exchange) -> str:
+    """`integration` or `integration:tenant` when the tenant has an upstream or limits of its own.
+
+    Tenants that share the integration's upstream share its health and its rate: splitting
+    them would let N tenants send N times the rate the API accepts.
+    """
+    tenant = exchange.call.tenant
+    override = exchange.integration.tenants.get(tenant) if tenant else None
+    if override is not None and (override.base_url is not None or override.rate_limit is not None):
+        return f"{exchange.integration.name}:{tenant}"
+    return exchange.integration.name
+
+
+def digest(*parts: object) -> str:
+    """A short stable digest: keys stay bounded and never carry arguments such as phone numbers."""
+    text = json.dumps(parts, separators=(",", ":"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def request_fingerprint(request: Request) -> str:
+    """What makes two writes the same write: method, URL, query and body."""
+    return digest(request.method, request.url, sorted(request.query), request.json)
+
+
+def emit(exchange: Exchange, request: Request | None, outcome: str, **extra: Any) -> None:
+    """A `policy` event about this exchange, when anyone listens."""
+    if not exchange.emitter.active:
+        return
+    exchange.event(
+        Event(
+            kind="policy",
+            tool=exchange.tool.name,
+            call_id=exchange.call.id,
+            integration=exchange.integration.name,
+            tenant=exchange.call.tenant,
+            method=request.method if request is not None else None,
+            path=extra.pop("path", request.path_template if request is not None else None),
+            attempt=exchange.attempt,
+            outcome=outcome,
+            extra=extra,
+        )
+    )
+
+
+class SideTasks:
+    """Bookkeeping that must not hold a caller up (or must outlive its cancellation)."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `work` on its own; failures are logged, never raised into a tool call."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                log.warning("background %s failed", what, exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for pending side tasks, then cancel whatever is still running."""
+        if not self._tasks:
+            return
+        pending = list(self._tasks)
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
