@@ -54,7 +54,7 @@ class GatewayProcess:
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
-    async def __aenter__(self) -> GatewayProcess:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -67,8 +67,12 @@ class GatewayProcess:
             "BENCH_GATEWAY_SECRET": SECRET,
         }
         argv = [sys.executable, "-c", _GATEWAY, str(sock.fileno()), EXAMPLE, self.loop, self.http]
-        self._proc = subprocess.Popen(argv, pass_fds=(sock.fileno(),), env=env)
-        sock.close()
+        proc = subprocess.Popen(argv, pass_fds=(sock.fileno(),), env=env)
+        sock.close()  # the child's copy is the only listener now
+        return proc
+
+    async def __aenter__(self) -> GatewayProcess:
+        self._proc = self._spawn()
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as session:
             while True:
@@ -147,7 +151,9 @@ async def sequential(call: Call, n: int, start: int) -> list[float]:
     return times
 
 
-async def concurrent(call: Call, total: int, in_flight: int, start: int) -> tuple[float, list[float]]:
+async def concurrent(
+    call: Call, total: int, in_flight: int, start: int
+) -> tuple[float, list[float]]:
     """Calls per second with `in_flight` callers, and each call's milliseconds."""
     sem = asyncio.Semaphore(in_flight)
     times: list[float] = []

@@ -89,7 +89,8 @@ def small_config(auth: GatewayAuth | None = None, **gateway: Any) -> Config:
 @asynccontextmanager
 async def running(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port, in this event loop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets it knows are TCP.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)

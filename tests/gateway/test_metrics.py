@@ -7,9 +7,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from patchbay.observe import Event
 from patchbay.observe._metrics import PrometheusSink
+from patchbay.spec import load_config_text
 from patchbay.testing import BillingServer
 
-from .gateway_support import StackFactory, bearer, example_config
+from .gateway_support import StackFactory, bearer, example_config, full_auth, with_auth
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -41,11 +42,11 @@ def test_events_become_metrics() -> None:
     )  # fmt: skip
     sink.emit(Event("policy", "get_customer", integration="billing", outcome="retry"))
     sink.emit(
-        Event("policy", "get_customer", integration="billing", path="/customers/{customer_id}",
-              outcome="breaker_open", extra={"policy": "breaker", "state": "open"})
+        Event("policy", "get_customer", integration="billing", outcome="breaker_opened",
+              extra={"policy": "breaker", "state": "open", "endpoint": "*"})
     )  # fmt: skip
     sink.emit(
-        Event("policy", "get_customer", integration="billing", outcome="wait",
+        Event("policy", "get_customer", integration="billing", outcome="rate_wait",
               extra={"policy": "rate_limit", "wait_s": 0.2})
     )  # fmt: skip
     sink.emit(Event("background", "create_payment", outcome="ok"))
@@ -65,7 +66,7 @@ def test_events_become_metrics() -> None:
             found,
             "patchbay_breaker_state",
             integration="billing",
-            endpoint="/customers/{customer_id}",
+            endpoint="*",
         )
         == 2
     )
@@ -98,3 +99,39 @@ async def test_metrics_after_the_example_call(billing: BillingServer, stack: Sta
     assert value(found, "patchbay_upstream_requests_total", **search, outcome="ok") == 1
     assert value(found, "patchbay_gateway_requests_total", surface="api", status="200") == 1
     assert value(found, "patchbay_gateway_requests_total", surface="api", status="404") == 1
+
+
+DOWN = """
+version: 1
+integrations:
+  down:
+    base_url: "http://127.0.0.1:9"
+    timeout_s: 1
+    retry: {attempts: 2, backoff_s: 0, max_backoff_s: 0}
+    breaker: {failure_rate: 0.5, window: 4, min_calls: 2, open_s: 30}
+    rate_limit: {per_second: 50, burst: 1}  # every retry waits ~20 ms
+tools:
+  ping:
+    integration: down
+    description: Ping a service that is down.
+    request: {method: GET, path: /ping}
+"""
+
+
+async def test_retries_breaker_and_errors_of_a_dead_upstream(stack: StackFactory) -> None:
+    config = with_auth(load_config_text(DOWN), full_auth())
+    async with stack(config) as s:
+        codes = []
+        for i in range(4):
+            _, data = await s.post("/tools/ping", {"call": {"id": f"d-{i}"}}, **bearer())
+            codes.append(data["error"]["code"])
+        status, raw = await s.get("/metrics", **bearer())
+    assert status == 200
+    assert codes[0] == "upstream_unavailable" and codes[-1] == "circuit_open"
+    found = samples(raw)
+    assert value(found, "patchbay_retries_total", integration="down", tool="ping") >= 1
+    assert value(found, "patchbay_breaker_state", integration="down", endpoint="*") == 2
+    assert value(found, "patchbay_tool_errors_total", code="circuit_open") >= 1
+    network = {"integration": "down", "method": "GET", "endpoint": "/ping"}
+    assert value(found, "patchbay_upstream_requests_total", **network, outcome="network_error") >= 2
+    assert value(found, "patchbay_rate_limit_wait_seconds_count", integration="down") >= 1

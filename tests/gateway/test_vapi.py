@@ -143,3 +143,18 @@ async def test_the_end_of_call_report_drops_the_calls_state(stack: StackFactory)
         status, data = await s.post("/vapi", report, **VAPI)
         assert (status, data) == (200, {})
         assert s.runtime.call_context("vapi-end").state == {}
+
+
+async def test_a_message_naming_no_call_still_gets_its_results(stack: StackFactory) -> None:
+    body = vapi_message("vapi_api_reference_tool_calls.json", [("t1", "echo", {"text": "x"})], "c")
+    del body["message"]["call"]
+    body["message"]["chat"] = {"id": "chat-42"}
+    async with stack(small_config()) as s:
+        _, with_chat = await s.post("/vapi", body, **VAPI)
+        del body["message"]["chat"]
+        status, without = await s.post("/vapi", body, **VAPI)
+    assert json.loads(with_chat["results"][0]["result"])["result"]["call_id"] == "chat-42"
+    assert status == 200
+    [entry] = without["results"]
+    assert entry["toolCallId"] == "t1"
+    assert json.loads(entry["result"])["result"]["caller"] == CALLER

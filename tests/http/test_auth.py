@@ -172,7 +172,7 @@ async def test_a_rotated_key_is_retried_once_an_unchanged_one_is_not(
 class TokenServer:
     """An OAuth2 token endpoint plus an API that accepts only the tokens it issued."""
 
-    def __init__(self, expires_in: int = 3600) -> None:
+    def __init__(self, expires_in: int | str = 3600) -> None:
         self.expires_in = expires_in
         self.forms: list[dict[str, str]] = []
         self.content_types: list[str] = []
@@ -258,10 +258,11 @@ async def test_oauth2_concurrent_first_callers_share_one_fetch(
     assert len(server.forms) == 1
 
 
+@pytest.mark.parametrize("expires_in", [300, "300"], ids=["number", "string"])
 async def test_oauth2_refreshes_before_expiry(
-    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver
+    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver, expires_in: int | str
 ) -> None:
-    server = TokenServer(expires_in=300)
+    server = TokenServer(expires_in=expires_in)
     base = await server.start(serve)
     clock = Clock()
     auth = OAuth2ClientCredentials(

@@ -24,10 +24,12 @@ from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from patchbay import ToolRuntime
+from patchbay.gateway import create_app
 from patchbay.integrations._mcp import META_CALL_ID, mcp_asgi
-from patchbay.spec import parameters_schema
+from patchbay.spec import GatewayAuth, GatewaySpec, parameters_schema
 from patchbay.testing import BillingServer
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchbay.yaml"
@@ -88,16 +90,8 @@ async def runtime(billing: BillingServer) -> AsyncIterator[ToolRuntime]:
 
 
 @asynccontextmanager
-async def serving(runtime: ToolRuntime, *, stateless: bool = False) -> AsyncIterator[str]:
-    """The MCP endpoint mounted at /mcp as the gateway mounts it, served by uvicorn on loopback."""
-    http = mcp_asgi(runtime, stateless=stateless)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with http.lifespan():
-            yield
-
-    app = Starlette(routes=[http.route("/mcp")], lifespan=lifespan)
+async def uvicorn_serving(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` served by uvicorn (lifespan on) on a free loopback port; yields the base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -109,11 +103,20 @@ async def serving(runtime: ToolRuntime, *, stateless: bool = False) -> AsyncIter
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
         sock.close()
+
+
+@asynccontextmanager
+async def serving(runtime: ToolRuntime, *, stateless: bool = False) -> AsyncIterator[str]:
+    """The MCP endpoint alone at /mcp; yields its URL."""
+    http = mcp_asgi(runtime, stateless=stateless)
+    app = Starlette(routes=[http.route("/mcp")], lifespan=http.lifespan)
+    async with uvicorn_serving(app) as base:
+        yield f"{base}/mcp"
 
 
 def llm(result: types.CallToolResult) -> dict[str, Any]:
@@ -228,6 +231,41 @@ async def test_bad_arguments_are_an_error_result_and_reach_no_api(
     assert unknown.is_error
     assert llm(unknown)["error"] == "invalid_arguments"
     assert (await billing.ledger())["requests"] == before
+
+
+async def test_mounted_in_the_gateway_behind_its_bearer(
+    runtime: ToolRuntime, billing: BillingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`patchbay serve`'s app with the endpoint plugged in: the gateway's bearer check guards
+    /mcp, and an authorised client plays the call through it."""
+    monkeypatch.setenv("PATCHBAY_GATEWAY_TOKEN", "tok-3f9a1c")
+    auth = GatewayAuth(bearer="env:PATCHBAY_GATEWAY_TOKEN")
+    config = runtime.config.model_copy(update={"gateway": GatewaySpec(auth=auth)})
+    http = mcp_asgi(runtime)
+    app = create_app(runtime, config, extra_mounts=[http.route()], extra_lifespan=http.lifespan)
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "curl", "version": "8"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream"}
+    async with uvicorn_serving(app) as base:
+        async with httpx2.AsyncClient() as anonymous:
+            refused = await anonymous.post(f"{base}/mcp", json=initialize, headers=accept)
+        assert refused.status_code == 401
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": "Bearer tok-3f9a1c"}) as authorised,
+            streamable_http_client(f"{base}/mcp", http_client=authorised) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            await play(session)
+    assert_charged_once(await billing.ledger())
 
 
 def _patchbay_mcp(config: Path) -> list[str]:

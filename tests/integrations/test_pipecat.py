@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 pytest.importorskip("pipecat")
+pytest.importorskip("openai")  # the scripted model speaks through OpenAILLMService
 
 from pipecat.frames.frames import (
     EndFrame,
@@ -110,7 +111,7 @@ async def model(script: Any) -> AsyncIterator[tuple[ScriptedModel, str]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     yield scripted, f"http://127.0.0.1:{port}/v1"
     await runner.cleanup()
 
@@ -158,8 +159,32 @@ class Agent:
         await self.worker.queue_frame(EndFrame())
         await asyncio.wait_for(self.runner_task, 10)
 
+    async def stop(self) -> None:
+        """End the pipeline even when a test failed halfway (a live one outlives the test)."""
+        if not self.runner_task.done():
+            await self.worker.cancel()
+            await asyncio.wait_for(self.runner_task, 10)
 
-async def start_agent(llm: OpenAILLMService, tools: Any, caller_says: str) -> Agent:
+
+Start = Callable[[OpenAILLMService, Any], Awaitable[Agent]]
+
+
+@pytest.fixture
+async def start_agent(script: Any) -> AsyncIterator[Start]:
+    """Start a pipeline (user aggregator, LLM, ear, assistant aggregator) on the caller's line."""
+    started: list[Agent] = []
+
+    async def start(llm: OpenAILLMService, tools: Any) -> Agent:
+        agent = await _start_agent(llm, tools, script.caller_says)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        await agent.stop()
+
+
+async def _start_agent(llm: OpenAILLMService, tools: Any, caller_says: str) -> Agent:
     context = LLMContext(messages=[{"role": "user", "content": caller_says}], tools=tools)
     user, assistant = LLMContextAggregatorPair(context)
     ear = Ear()
@@ -184,19 +209,24 @@ async def start_agent(llm: OpenAILLMService, tools: Any, caller_says: str) -> Ag
 
 
 def openai_llm(base_url: str) -> OpenAILLMService:
-    return OpenAILLMService(api_key="offline", base_url=base_url, model="scripted")
+    settings = OpenAILLMService.Settings(model="scripted")
+    return OpenAILLMService(api_key="offline", base_url=base_url, settings=settings)
 
 
 # --- tests ------------------------------------------------------------------------------------
 
 
 async def test_example_conversation_through_pipecat(
-    model: tuple[ScriptedModel, str], script: Any, runtime: ToolRuntime, billing: BillingServer
+    model: tuple[ScriptedModel, str],
+    script: Any,
+    runtime: ToolRuntime,
+    billing: BillingServer,
+    start_agent: Start,
 ) -> None:
     scripted, base_url = model
     llm = openai_llm(base_url)
     call = CallContext(id="pc-call-1", caller="+15551234567")
-    agent = await start_agent(llm, register_tools(llm, runtime, call), script.caller_says)
+    agent = await start_agent(llm, register_tools(llm, runtime, call))
     await asyncio.wait_for(agent.ear.answered.wait(), 15)
     await agent.hang_up()
 
@@ -222,13 +252,14 @@ async def test_example_conversation_through_pipecat(
 
 
 async def test_schemas_advertised_to_the_model_are_the_tools_own(
-    model: tuple[ScriptedModel, str], script: Any, runtime: ToolRuntime
+    model: tuple[ScriptedModel, str],
+    script: Any,
+    runtime: ToolRuntime,
+    start_agent: Start,
 ) -> None:
     scripted, base_url = model
     llm = openai_llm(base_url)
-    agent = await start_agent(
-        llm, register_tools(llm, runtime, "pc-call-2", tools=[LOOKUP]), script.caller_says
-    )
+    agent = await start_agent(llm, register_tools(llm, runtime, "pc-call-2", tools=[LOOKUP]))
     await script.until(lambda: len(scripted.requests) >= 1)
     await agent.hang_up()
 
@@ -248,12 +279,13 @@ async def test_delayed_words_are_spoken_while_a_slow_call_runs(
     runtime: ToolRuntime,
     proxy: FaultProxy,
     billing: BillingServer,
+    start_agent: Start,
 ) -> None:
     proxy.add(Fault("slow", method="GET", path_prefix="/customers/search", delay_s=0.8))
     scripted, base_url = model
     llm = openai_llm(base_url)
     tools = register_tools(llm, runtime, "pc-call-3", delayed_after_s=0.2)
-    agent = await start_agent(llm, tools, script.caller_says)
+    agent = await start_agent(llm, tools)
     await asyncio.wait_for(agent.ear.answered.wait(), 15)
     await agent.hang_up()
 
@@ -269,6 +301,7 @@ async def test_interrupted_read_is_cancelled_and_asks_nothing_more(
     config: Config,
     proxy: FaultProxy,
     billing: BillingServer,
+    start_agent: Start,
 ) -> None:
     # The example's lookup is a Python handler, which patchbay treats as a write unless told.
     config = script.with_tool(config, LOOKUP, write=False)
@@ -276,7 +309,7 @@ async def test_interrupted_read_is_cancelled_and_asks_nothing_more(
     scripted, base_url = model
     llm = openai_llm(base_url)
     async with ToolRuntime(config) as rt:
-        agent = await start_agent(llm, register_tools(llm, rt, "pc-call-4"), script.caller_says)
+        agent = await start_agent(llm, register_tools(llm, rt, "pc-call-4"))
         await script.until(lambda: proxy.stats().by_path.get("GET /customers/search", 0) == 1)
         await agent.say(InterruptionFrame())
         await asyncio.sleep(1.5)  # past the slow search: a live lookup would have gone on by now
@@ -296,12 +329,13 @@ async def test_interrupted_write_still_charges_once_and_the_model_learns_it(
     runtime: ToolRuntime,
     proxy: FaultProxy,
     billing: BillingServer,
+    start_agent: Start,
 ) -> None:
     proxy.add(Fault("slow", method="POST", path_prefix="/payments", delay_s=0.8))
     _, base_url = model
     llm = openai_llm(base_url)
     handlers = PipecatTools(runtime, "pc-call-5")
-    agent = await start_agent(llm, handlers.register(llm), script.caller_says)
+    agent = await start_agent(llm, handlers.register(llm))
     await script.until(lambda: proxy.stats().by_path.get("POST /payments", 0) == 1)
     await agent.say(InterruptionFrame())
     await asyncio.wait_for(handlers.wait_for_writes(), 10)
@@ -321,7 +355,11 @@ async def test_interrupted_write_still_charges_once_and_the_model_learns_it(
 
 
 async def test_patchbay_budget_answers_before_pipecat_timeout(
-    model: tuple[ScriptedModel, str], script: Any, config: Config, proxy: FaultProxy
+    model: tuple[ScriptedModel, str],
+    script: Any,
+    config: Config,
+    proxy: FaultProxy,
+    start_agent: Start,
 ) -> None:
     config = script.with_tool(config, LOOKUP, budget_s=0.5)
     proxy.add(Fault("hang", method="GET", path_prefix="/customers/search"))
@@ -329,7 +367,7 @@ async def test_patchbay_budget_answers_before_pipecat_timeout(
     llm = openai_llm(base_url)
     async with ToolRuntime(config) as rt:
         tools = register_tools(llm, rt, "pc-call-6", delayed_after_s=5)
-        agent = await start_agent(llm, tools, script.caller_says)
+        agent = await start_agent(llm, tools)
         await script.until(lambda: len(scripted.requests) >= 2, within=10)
         await agent.hang_up()
 

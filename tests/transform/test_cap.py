@@ -160,3 +160,10 @@ def test_bad_keys_and_self_reference() -> None:
     loop.append(loop)
     with pytest.raises(ValueError, match="nested too deeply"):
         cap_result(loop, 100)
+
+
+def test_tuples_shrink_like_lists() -> None:
+    out = cap_result({"ids": tuple(range(1000))}, 100)
+    assert_capped(out, 100)
+    assert out["ids"]["truncated"] is True
+    assert out["ids"]["count"] == 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -23,6 +23,7 @@ from patchbay._errors import ConfigError
 from patchbay.gateway._auth import Credentials
 from patchbay.gateway._elevenlabs import elevenlabs_call
 from patchbay.gateway._http import (
+    JSON,
     DoorError,
     Surface,
     arguments_object,
@@ -39,10 +40,10 @@ from patchbay.gateway._retell import retell_call
 from patchbay.gateway._vapi import answer_vapi
 from patchbay.http import SecretResolver
 from patchbay.observe._metrics import METRICS_CONTENT_TYPE, PrometheusSink
-from patchbay.runtime import ToolCall, ToolResult, ToolRuntime
+from patchbay.runtime import ToolCall, ToolRuntime
 from patchbay.spec import CallContext, Config, SchemaFormat, export_tools
 
-__all__ = ["Gateway", "create_app"]
+__all__ = ["Gateway", "Lifespan", "create_app"]
 
 log = logging.getLogger("patchbay.gateway")
 
@@ -78,7 +79,8 @@ class Gateway:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=metrics.registry,
         )
-        self._children: dict[tuple[str, int], Any] = {}
+        self._counts: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
 
     async def admit(self, surface: Surface, request: Request, body: bytes = b"") -> None:
         """Refuse (DoorError) a caller the config does not let in."""
@@ -86,31 +88,38 @@ class Gateway:
             await self.credentials.load()
         self.credentials.check(surface, request.headers, body)
 
-    def answer(self, surface: Surface, data: Any, started: float, status: int = 200) -> Response:
-        """A JSON answer, counted."""
-        self._count(surface, status, started)
-        return json_response(data, status)
-
-    def refuse(
-        self, surface: Surface, request: Request, err: DoorError, started: float
+    async def handle(
+        self, surface: Surface, request: Request, work: Callable[[], Awaitable[Any]]
     ) -> Response:
-        """A door error, logged and counted."""
-        self._count(surface, err.status, started)
-        return refuse(surface, request, err)
+        """Run an endpoint's work: its JSON (or Response) answer, a door error, or a 500.
 
-    def failed(self, surface: Surface, request: Request, started: float) -> Response:
-        """A 500 for a bug of ours, in the surface's shape, so its caller can still parse it."""
-        log.exception("gateway error on %s %s", request.method, request.url.path)
-        self._count(surface, 500, started)
-        return json_response(error_body(surface, "internal", "The gateway failed."), 500)
+        Every outcome is counted, and shaped for the surface's caller, who can always parse it.
+        """
+        started = time.perf_counter()
+        try:
+            data = await work()
+        except DoorError as err:
+            self._count(surface, err.status, started)
+            return refuse(surface, request, err)
+        except Exception:
+            log.exception("gateway error on %s %s", request.method, request.url.path)
+            self._count(surface, 500, started)
+            return json_response(error_body(surface, "internal", "The gateway failed."), 500)
+        response = data if isinstance(data, Response) else json_response(data)
+        self._count(surface, response.status_code, started)
+        return response
 
     def _count(self, surface: Surface, status: int, started: float) -> None:
+        # labels() locks and builds a key on every call; the children are kept instead.
         key = (surface.value, status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.requests.labels(surface.value, str(status))
-        child.inc()
-        self.latency.labels(surface.value).observe(time.perf_counter() - started)
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = self.requests.labels(surface.value, str(status))
+        count.inc()
+        timer = self._timers.get(surface.value)
+        if timer is None:
+            timer = self._timers[surface.value] = self.latency.labels(surface.value)
+        timer.observe(time.perf_counter() - started)
 
     def schemas(self, fmt: SchemaFormat, strict: bool) -> bytes:
         """Every tool's schema in an LLM format, encoded once (the tools never change)."""
@@ -121,7 +130,7 @@ class Gateway:
             found = self._schemas[key] = dumps(tools)
         return found
 
-    def tool_names(self, name: str) -> None:
+    def require_tool(self, name: str) -> None:
         """Refuse a tool name the config does not have (404)."""
         if name not in self.runtime.tools:
             raise DoorError(404, "unknown_tool", f"There is no tool named {name}.")
@@ -143,8 +152,8 @@ def _call(data: Any, tenant: str | None) -> CallContext | None:
     )
 
 
-def _llm_answer(result: ToolResult) -> dict[str, Any]:
-    return result.for_llm()
+def _query(request: Request) -> Mapping[str, str]:
+    return request.query_params if request.scope.get("query_string") else {}
 
 
 def _routes(gw: Gateway) -> list[BaseRoute]:
@@ -154,97 +163,85 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
         return json_response({"status": "ok", "tools": len(rt.tools)})
 
     async def metrics(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
+        async def work() -> Response:
             await gw.admit(Surface.API, request)
-        except DoorError as err:
-            return gw.refuse(Surface.API, request, err, started)
-        return Response(gw.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+            return Response(gw.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+        return await gw.handle(Surface.API, request, work)
 
     async def list_tools(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
+        async def work() -> Response:
             await gw.admit(Surface.API, request)
             raw = request.query_params.get("format", SchemaFormat.OPENAI.value)
             try:
                 fmt = SchemaFormat(raw)
             except ValueError:
                 known = ", ".join(f.value for f in SchemaFormat)
-                raise DoorError(
-                    400, "bad_request", f"Unknown format {raw!r}; use {known}."
-                ) from None
+                message = f"Unknown format {raw!r}; use {known}."
+                raise DoorError(400, "bad_request", message) from None
             strict = request.query_params.get("strict", "true").lower() not in ("0", "false", "no")
             try:
-                body = gw.schemas(fmt, strict)
+                return Response(gw.schemas(fmt, strict), media_type=JSON)
             except ConfigError as exc:
                 raise DoorError(400, "bad_request", str(exc)) from None
-        except DoorError as err:
-            return gw.refuse(Surface.API, request, err, started)
-        return Response(body, media_type="application/json")
+
+        return await gw.handle(Surface.API, request, work)
 
     async def call_tool(request: Request) -> Response:
-        started = time.perf_counter()
-        name = request.path_params["name"]
-        try:
+        async def work() -> Any:
+            name = request.path_params["name"]
             await gw.admit(Surface.API, request)
-            gw.tool_names(name)
+            gw.require_tool(name)
             body = parse_object(await read_body(request, gw.max_body))
             arguments = arguments_object(body.get("arguments"), "arguments")
             ctx = _call(body.get("call"), _tenant(request))
-        except DoorError as err:
-            return gw.refuse(Surface.API, request, err, started)
-        result = await rt.execute(ToolCall(name, arguments, rt.call_context(ctx)))
-        return gw.answer(Surface.API, result.to_dict(), started)
+            result = await rt.execute(ToolCall(name, arguments, rt.call_context(ctx)))
+            return result.to_dict()
+
+        return await gw.handle(Surface.API, request, work)
 
     async def vapi(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
+        async def work() -> Any:
             await gw.admit(Surface.VAPI, request)
             body = parse_object(await read_body(request, gw.max_body))
             message = body.get("message")
             if not isinstance(message, dict):
                 raise DoorError(400, "bad_request", "The body has no message object.")
-            data = await answer_vapi(rt, message, _tenant(request))
-        except DoorError as err:
-            return gw.refuse(Surface.VAPI, request, err, started)
-        except Exception:
-            return gw.failed(Surface.VAPI, request, started)
-        return gw.answer(Surface.VAPI, data, started)
+            return await answer_vapi(rt, message, _tenant(request))
+
+        return await gw.handle(Surface.VAPI, request, work)
 
     async def retell(request: Request) -> Response:
-        started = time.perf_counter()
-        name = request.path_params["name"]
-        try:
-            raw = await read_body(request, gw.max_body)
+        async def work() -> Any:
+            name = request.path_params["name"]
+            raw = await read_body(request, gw.max_body)  # the signature covers the raw body
             await gw.admit(Surface.RETELL, request, raw)
-            gw.tool_names(name)
+            gw.require_tool(name)
             body = parse_object(raw)
-            query = request.query_params if request.scope.get("query_string") else {}
-            arguments, ctx = retell_call(name, body, query, request.headers, _tenant(request))
-        except DoorError as err:
-            return gw.refuse(Surface.RETELL, request, err, started)
-        result = await rt.execute(ToolCall(name, arguments, rt.call_context(ctx)))
-        return gw.answer(Surface.RETELL, _llm_answer(result), started)
+            args, ctx = retell_call(name, body, _query(request), request.headers, _tenant(request))
+            result = await rt.execute(ToolCall(name, args, rt.call_context(ctx)))
+            return result.for_llm()
+
+        return await gw.handle(Surface.RETELL, request, work)
 
     async def elevenlabs(request: Request) -> Response:
-        started = time.perf_counter()
-        name = request.path_params["name"]
-        try:
+        async def work() -> Any:
+            name = request.path_params["name"]
             await gw.admit(Surface.ELEVENLABS, request)
-            gw.tool_names(name)
+            gw.require_tool(name)
             body = parse_object(await read_body(request, gw.max_body))
-            query = request.query_params if request.scope.get("query_string") else {}
             params = rt.tools[name].parameters
-            arguments, ctx = elevenlabs_call(params, body, query, request.headers, _tenant(request))
-        except DoorError as err:
-            return gw.refuse(Surface.ELEVENLABS, request, err, started)
-        result = await rt.execute(ToolCall(name, arguments, rt.call_context(ctx)))
-        return gw.answer(Surface.ELEVENLABS, _llm_answer(result), started)
+            args, ctx = elevenlabs_call(
+                params, body, _query(request), request.headers, _tenant(request)
+            )
+            result = await rt.execute(ToolCall(name, args, rt.call_context(ctx)))
+            return result.for_llm()
+
+        return await gw.handle(Surface.ELEVENLABS, request, work)
 
     async def start_call(request: Request) -> Response:
-        started = time.perf_counter()
-        call_id = request.path_params["call_id"]
-        try:
+        async def work() -> Any:
+            call_id = request.path_params["call_id"]
             await gw.admit(Surface.API, request)
             raw = await read_body(request, gw.max_body)
             body = parse_object(raw) if raw.strip() else {}
@@ -254,33 +251,33 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
                 caller=text_or_none(body.get("caller")),
                 state=dict(mapping(body.get("state"))),
             )
-        except DoorError as err:
-            return gw.refuse(Surface.API, request, err, started)
-        starter = getattr(rt, "start_call", None)
-        if starter is not None:
-            await starter(ctx)
-        else:
-            rt.call_context(ctx)
-        return gw.answer(Surface.API, {"call_id": call_id, "started": True}, started)
+            starter = getattr(rt, "start_call", None)  # prefetch, where the runtime has it
+            if starter is not None:
+                await starter(ctx)
+            else:
+                rt.call_context(ctx)
+            return {"call_id": call_id, "started": True}
+
+        return await gw.handle(Surface.API, request, work)
 
     async def end_call(request: Request) -> Response:
-        started = time.perf_counter()
-        call_id = request.path_params["call_id"]
-        try:
+        async def work() -> Any:
+            call_id = request.path_params["call_id"]
             await gw.admit(Surface.API, request)
-        except DoorError as err:
-            return gw.refuse(Surface.API, request, err, started)
-        await rt.end_call(call_id)
-        return gw.answer(Surface.API, {"call_id": call_id, "ended": True}, started)
+            await rt.end_call(call_id)
+            return {"call_id": call_id, "ended": True}
 
+        return await gw.handle(Surface.API, request, work)
+
+    # The router tries routes in order: the tool-call routes, hit on every call, come first.
     return [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/tools", list_tools, methods=["GET"]),
-        Route("/tools/{name}", call_tool, methods=["POST"]),
         Route("/vapi", vapi, methods=["POST"]),
         Route("/retell/{name}", retell, methods=["POST"]),
         Route("/elevenlabs/{name}", elevenlabs, methods=["POST"]),
+        Route("/tools/{name}", call_tool, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/tools", list_tools, methods=["GET"]),
         Route("/calls/{call_id}/start", start_call, methods=["POST"]),
         Route("/calls/{call_id}/end", end_call, methods=["POST"]),
     ]

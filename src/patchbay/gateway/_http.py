@@ -35,9 +35,13 @@ class DoorError(Exception):
         self.message = message
 
 
+# One encoder for every answer: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dumps(data: Any) -> bytes:
     """Compact UTF-8 JSON."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode(data).encode()
 
 
 def json_response(data: Any, status: int = 200) -> Response:

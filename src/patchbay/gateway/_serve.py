@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
 from starlette.routing import BaseRoute
 
-from patchbay.gateway._app import create_app
+from patchbay.gateway._app import Lifespan, create_app
 from patchbay.runtime import ToolRuntime
 from patchbay.spec import Config
 
@@ -52,22 +53,30 @@ async def serve(
     port: int = 8080,
     fd: int | None = None,
     runtime: ToolRuntime | None = None,
+    close_runtime: bool | None = None,
     extra_mounts: Sequence[BaseRoute] = (),
+    extra_lifespan: Lifespan | None = None,
     graceful_s: int = 30,
     log_level: str = "info",
     access_log: bool = False,
     http: str = "auto",
     **runtime_kw: Any,
 ) -> None:
-    """Serve the gateway until SIGTERM/SIGINT, then finish calls in flight and close."""
-    owned = runtime is None
+    """Serve the gateway until SIGTERM/SIGINT, then finish calls in flight and close.
+
+    Without `runtime`, one is built from `config` (with `runtime_kw`) and closed at shutdown;
+    a runtime passed in is closed too when `close_runtime` says so. `extra_mounts` and
+    `extra_lifespan` go to `create_app` (the MCP server's routes and session manager).
+    """
     rt = runtime if runtime is not None else ToolRuntime(config, **runtime_kw)
-    app = create_app(rt, config, extra_mounts=extra_mounts, close_runtime=owned)
+    close = runtime is None if close_runtime is None else close_runtime
+    app = create_app(
+        rt, config, extra_mounts=extra_mounts, extra_lifespan=extra_lifespan, close_runtime=close
+    )
     uv = uvicorn.Config(
         app,
         host=host,
         port=port,
-        fd=fd,
         http=_http_impl(http),
         lifespan="on",
         access_log=access_log,
@@ -77,7 +86,10 @@ async def serve(
         timeout_keep_alive=30,
     )
     server = uvicorn.Server(uv)
-    await server.serve()
+    # uvicorn would open an inherited fd as AF_UNIX, and asyncio only sets TCP_NODELAY on
+    # sockets it knows are TCP: without it each answer waits ~40 ms for a delayed ACK.
+    sockets = None if fd is None else [socket.socket(fileno=fd)]
+    await server.serve(sockets=sockets)
     if not server.started:
         raise SystemExit(1)
 

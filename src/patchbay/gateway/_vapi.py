@@ -80,14 +80,26 @@ def parse_vapi_calls(message: Mapping[str, Any]) -> list[VapiCall]:
     return [_one(item) for item in _items(message)]
 
 
-def vapi_call_context(message: Mapping[str, Any], tenant: str | None) -> CallContext:
-    """The phone call a message belongs to: Vapi's call id and the customer's number."""
-    call = mapping(message.get("call"))
-    customer = mapping(message.get("customer")) or mapping(call.get("customer"))
-    call_id = text_or_none(call.get("id"))
+def vapi_call_context(message: Mapping[str, Any], tenant: str | None) -> CallContext | None:
+    """The conversation a message belongs to (a call, or a chat), with the customer's number.
+
+    None when the message names none: its tools still run and answer, without shared state.
+    """
+    call_id = first_text(
+        mapping(message.get("call")).get("id"),
+        mapping(message.get("chat")).get("id"),
+        mapping(message.get("session")).get("id"),
+    )
     if call_id is None:
-        raise DoorError(400, "bad_request", "The message has no call.id.")
-    return CallContext(id=call_id, tenant=tenant, caller=text_or_none(customer.get("number")))
+        return None
+    return CallContext(id=call_id, tenant=tenant, caller=_customer_number(message))
+
+
+def _customer_number(message: Mapping[str, Any]) -> str | None:
+    customer = mapping(message.get("customer")) or mapping(
+        mapping(message.get("call")).get("customer")
+    )
+    return text_or_none(customer.get("number"))
 
 
 def _entry(call: VapiCall, result: ToolResult) -> dict[str, Any]:
@@ -121,7 +133,10 @@ async def answer_vapi(
         if ended and call_id is not None:
             await runtime.end_call(call_id)
         return {}
-    ctx = runtime.call_context(vapi_call_context(message, tenant))
+    found = vapi_call_context(message, tenant)
+    ctx = runtime.call_context(found)
+    if found is None:  # a one-off context, still told who is calling
+        ctx.tenant, ctx.caller = tenant, _customer_number(message)
     tools = runtime.tools
     calls = [
         c

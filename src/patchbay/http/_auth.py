@@ -64,8 +64,8 @@ class Authenticator(Protocol):
         ...
 
     async def on_unauthorized(self, request: Request | None = None) -> bool:
-        """After a 401 for `request` (the one sent): True if a retry with fresh credentials
-        makes sense. Without `request`, the credential this task last sent is assumed."""
+        """After a 401 for `request` (as sent), whether a retry with fresh credentials helps."""
+        # without `request`, the credential this task's last apply() sent is the one refused
         ...
 
     async def close(self) -> None:
@@ -259,17 +259,20 @@ class OAuth2ClientCredentials(_Credential):
             body: Any = response.json() if response.status < 400 else None
         except UpstreamUnavailable:
             body = None
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if response.status >= 400 or not isinstance(token, str) or not token:
-            code = _oauth_error(response.body) if response.status >= 400 else None
+        if response.status >= 400:
+            code = _oauth_error(response.body)
             raise Unauthorized(
                 f"The sign-in service refused our credentials (HTTP {response.status}"
                 + (f", {code})." if code else ")."),
                 status_code=response.status,
                 upstream_code=code,
             )
-        expires_in = body.get("expires_in")
-        life = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise Unauthorized(
+                "The sign-in service gave no usable token.", status_code=response.status
+            )
+        life = _seconds(body.get("expires_in"), default=3600.0)
         # refresh early, but never so early that a short-lived token is refetched every call
         early = min(spec.refresh_before_s, life / 2)
         return _Token(token, sent_at + life - early, sent_at + life)
@@ -443,6 +446,15 @@ def _oauth_error(body: bytes) -> str | None:
         return None
     code = data.get("error") if isinstance(data, dict) else None
     return code if isinstance(code, str) and code.isascii() and len(code) <= 64 else None
+
+
+def _seconds(value: object, *, default: float) -> float:
+    """A token lifetime; some providers send it as a string, a few not at all."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return seconds if seconds >= 1 else default
 
 
 def _basic(values: tuple[str, ...]) -> str:

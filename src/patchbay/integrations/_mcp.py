@@ -13,9 +13,9 @@ id (stateful HTTP), else the id the server was built with (stdio: one process, o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, NamedTuple, Protocol
 
 import mcp.types as types
 from mcp.server import Server, ServerRequestContext
@@ -39,6 +39,7 @@ __all__ = [
     "META_CALL_ID",
     "META_TENANT",
     "McpHttp",
+    "McpLifespan",
     "mcp_asgi",
     "mcp_server",
     "serve_stdio",
@@ -103,11 +104,21 @@ def tool_result(result: ToolResult) -> types.CallToolResult:
     )
 
 
+class McpLifespan(Protocol):
+    """Runs the endpoint's sessions; takes (and ignores) the app, as a Starlette lifespan."""
+
+    def __call__(self, app: object = None, /) -> AbstractAsyncContextManager[None]: ...
+
+
 class McpHttp(NamedTuple):
-    """The MCP streamable HTTP endpoint: an ASGI app and the lifespan it needs running."""
+    """The MCP streamable HTTP endpoint: an ASGI app and the lifespan it needs running.
+
+    In the gateway:
+    `create_app(runtime, extra_mounts=[http.route()], extra_lifespan=http.lifespan)`.
+    """
 
     app: ASGIApp
-    lifespan: Callable[[], AbstractAsyncContextManager[None]]
+    lifespan: McpLifespan
 
     def route(self, path: str = "/mcp") -> Route:
         """A Starlette route serving the endpoint at exactly `path` (a Mount would redirect)."""
@@ -126,7 +137,9 @@ def mcp_asgi(
 
     Stateful (the default) keeps an MCP session per client, so a client that names no call
     still gets one call per session; that needs sticky routing across replicas. Stateless
-    serves any request on any replica; clients then name the call (`_meta` or `X-Call-Id`).
+    serves any request on any replica; clients then name the call (`_meta` or `X-Call-Id`), as
+    clients of the sessionless 2026-07-28 protocol (the SDK's `Client`) must in either mode.
+    A request that names no call and has no session is a call of its own.
     """
     manager = StreamableHTTPSessionManager(
         app=mcp_server(runtime, name=name),
@@ -134,7 +147,13 @@ def mcp_asgi(
         json_response=json_response,
         security_settings=security,
     )
-    return McpHttp(StreamableHTTPASGIApp(manager), manager.run)
+
+    @asynccontextmanager
+    async def lifespan(app: object = None, /) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    return McpHttp(StreamableHTTPASGIApp(manager), lifespan)
 
 
 async def serve_stdio(runtime: ToolRuntime, *, call_id: str | None = None) -> None:

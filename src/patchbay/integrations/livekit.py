@@ -35,9 +35,13 @@ from livekit.agents.llm import RawFunctionTool, StopResponse, ToolError
 from patchbay.runtime import ToolCall, ToolResult, ToolRuntime
 from patchbay.spec import CallContext, Tool, parameters_schema, tool_description
 
-__all__ = ["CallResolver", "call_from_session", "function_tools", "raw_schema"]
+__all__ = ["CallResolver", "LiveKitTool", "call_from_session", "function_tools", "raw_schema"]
 
 CallResolver = Callable[[RunContext[Any]], CallContext | str]
+LiveKitTool = RawFunctionTool[..., Any]
+
+# Writes whose tool call was cancelled run on; held here so the loop cannot drop them.
+_WRITES: set[asyncio.Future[ToolResult]] = set()
 
 # One call per session when the session names none, without keeping dead sessions alive.
 _SESSION_CALLS: weakref.WeakKeyDictionary[AgentSession[Any], CallContext] = (
@@ -98,7 +102,7 @@ def function_tools(
     call_from_session: CallResolver = call_from_session,
     delayed_after_s: float | None = 1.5,
     strict: bool = False,
-) -> list[RawFunctionTool]:
+) -> list[LiveKitTool]:
     """LiveKit function tools for the runtime's tools (or the named ones).
 
     `call_from_session` maps a tool call's RunContext to its phone call; `delayed_after_s` is
@@ -123,7 +127,7 @@ def _function_tool(
     resolve: CallResolver,
     delayed_after_s: float | None,
     strict: bool,
-) -> RawFunctionTool:
+) -> LiveKitTool:
     async def invoke(raw_arguments: dict[str, Any], context: RunContext[Any]) -> str:
         call = runtime.call_context(resolve(context))
         request = ToolCall(tool.name, raw_arguments, call, context.function_call.call_id)
@@ -142,6 +146,8 @@ def _function_tool(
 
 async def _run_shielded(runtime: ToolRuntime, request: ToolCall) -> ToolResult:
     work = asyncio.ensure_future(runtime.execute(request))
+    _WRITES.add(work)
+    work.add_done_callback(_WRITES.discard)
     # The task keeps running if this await is cancelled: a charge is never left half-done.
     return await asyncio.shield(work)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
@@ -109,7 +109,7 @@ class PipecatTools:
         while self._orphans:
             await asyncio.gather(*list(self._orphans), return_exceptions=True)
 
-    def _handler(self, tool: Tool) -> Any:
+    def _handler(self, tool: Tool) -> Callable[[FunctionCallParams], Awaitable[None]]:
         async def handle(params: FunctionCallParams) -> None:
             request = ToolCall(tool.name, dict(params.arguments), self.call, params.tool_call_id)
             words = tool.say.delayed
@@ -130,7 +130,7 @@ class PipecatTools:
     async def _shielded(self, request: ToolCall, params: FunctionCallParams) -> ToolResult:
         work = asyncio.ensure_future(self.runtime.execute(request))
         try:
-            return await work
+            return await asyncio.shield(work)
         except asyncio.CancelledError:
             late = asyncio.create_task(self._report_late(work, params))
             self._orphans.add(late)
@@ -143,7 +143,7 @@ class PipecatTools:
         result = await work
         text = json.dumps(result.for_llm(), ensure_ascii=False, separators=(",", ":"))
         note = (
-            f"The {result.tool} call (tool_call_id {params.tool_call_id}) that was interrupted "
+            f"The {result.tool} call (tool_call_id {params.tool_call_id}) reported as cancelled "
             f"finished anyway; its result: {text}"
         )
         try:

@@ -10,7 +10,8 @@ Events it reads (see `Event`):
 - `attempt`: upstream latency and outcome per integration, method and path template;
 - `policy` with `outcome == "retry"`: retries;
 - `policy` from the breaker (`extra["policy"] == "breaker"` or an outcome `breaker_<state>`),
-  with the state in `extra["state"]` or the outcome: breaker state per integration and endpoint;
+  with the state in `extra["state"]` or the outcome: breaker state per integration and
+  endpoint (`extra["endpoint"]`, else the path template, else `*`);
 - `policy` from the rate limiter (`extra["policy"] == "rate_limit"`) with `extra["wait_s"]`:
   rate-limit waits;
 - `background`: writes that finished after their caller gave up.
@@ -145,7 +146,8 @@ class PrometheusSink:
         elif policy == "breaker" or outcome.startswith("breaker_"):
             state = str(e.extra.get("state") or outcome.removeprefix("breaker_"))
             if state in BREAKER_STATES:
-                endpoint = e.path or str(e.extra.get("endpoint") or "*")
+                # The breaker names its endpoint ("GET /path", or "*" for the integration).
+                endpoint = str(e.extra.get("endpoint") or e.path or "*")
                 gauge = self._child(self.breaker_state, e.integration or "", endpoint)
                 gauge.set(BREAKER_STATES[state])
         elif policy == "rate_limit":

@@ -7,8 +7,9 @@ has an upstream of its own, the endpoint only with `per_endpoint`):
   UNTIL, half-open after it). Transitions are compare_and_set on this one value, so exactly
   one replica wins each and its event is the one emitted.
 - `{key}:seq` (incr) and `{key}:w` (a hash of `window` slots): the count window. Each attempt
-  takes the next sequence number and writes its outcome in slot `seq % window`, so replicas
-  fill one window without read-modify-write races; a failure reads the window and decides.
+  takes the next sequence number; a failed or slow one also writes `KIND SEQ` in slot
+  `seq % window`, reads the slots, and counts those whose SEQ is among the last `window`.
+  Replicas fill one window without read-modify-write races, and a success costs one `incr`.
 - `{key}:probe:GEN` and `{key}:ok:GEN` (incr): half-open probes claimed and probes passed.
 
 Checking the breaker reads the store at most once per `refresh_s` (50 ms) per key and replica,
@@ -36,8 +37,9 @@ from patchbay.policies._shared import SideTasks, emit, tenant_scope
 from patchbay.spec._model import BreakerSpec
 from patchbay.state._protocol import StateStore
 
-# Window slot values: success, failure, slow success, slow failure.
+# Outcomes: success, failure, slow success, slow failure (only the last three are written).
 _OK, _FAIL, _SLOW, _SLOW_FAIL = b"s", b"f", b"l", b"x"
+_REPORT_EVERY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -49,6 +51,8 @@ class _View:
     until: float | None  # None: closed; otherwise open until then (wall clock), then half-open
     read_at: float  # time.monotonic() of the read
     probes_taken_at: float = -math.inf  # when a probe claim last found every probe taken
+    refused: int = 0  # calls refused since the last circuit_open event
+    reported_at: float = -math.inf  # time.monotonic() of the last circuit_open event
 
     @classmethod
     def parse(cls, raw: bytes | None, read_at: float) -> _View:
@@ -152,13 +156,15 @@ class BreakerPolicy:
         assert view.until is not None
         left = view.until - self._clock()
         if left > 0:
-            raise self._refuse(exchange, request, spec, left, "open")
+            raise self._refuse(view, exchange, request, spec, left, "open")
         if time.monotonic() - view.probes_taken_at < self._refresh_s:
-            raise self._refuse(exchange, request, spec, 0.0, "half_open")
-        taken = await self._store.incr(f"{key}:probe:{view.gen}", 1, ttl_s=self._probe_ttl(exchange))
+            raise self._refuse(view, exchange, request, spec, 0.0, "half_open")
+        taken = await self._store.incr(
+            f"{key}:probe:{view.gen}", 1, ttl_s=self._probe_ttl(exchange)
+        )
         if taken > spec.half_open_calls:
             view.probes_taken_at = time.monotonic()
-            raise self._refuse(exchange, request, spec, 0.0, "half_open")
+            raise self._refuse(view, exchange, request, spec, 0.0, "half_open")
         if taken == 1:
             emit(exchange, request, "breaker_half_open", **_labels(spec, request, "half_open"))
         return True
@@ -187,16 +193,19 @@ class BreakerPolicy:
         if view.until is not None:
             return  # admitted before the breaker opened: old news
         seq = await self._store.incr(f"{key}:seq")
-        await self._store.hset(f"{key}:w", str(seq % spec.window), outcome)
         if not bad:
             return
-        slots = await self._store.hgetall(f"{key}:w")
-        outcomes = [v for k, v in slots.items() if k.isdigit() and int(k) < spec.window]
-        calls = len(outcomes)
+        await self._store.hset(f"{key}:w", str(seq % spec.window), b"%s %d" % (outcome, seq))
+        calls = min(seq, spec.window)
         if calls < spec.min_calls:
             return
-        failures = sum(1 for v in outcomes if v in (_FAIL, _SLOW_FAIL))
-        slows = sum(1 for v in outcomes if v in (_SLOW, _SLOW_FAIL))
+        recent = []
+        for value in (await self._store.hgetall(f"{key}:w")).values():
+            kind, _, number = value.partition(b" ")
+            if number.isdigit() and 0 <= seq - int(number) < spec.window:
+                recent.append(kind)
+        failures = sum(1 for kind in recent if kind in (_FAIL, _SLOW_FAIL))
+        slows = sum(1 for kind in recent if kind in (_SLOW, _SLOW_FAIL))
         if failures / calls >= spec.failure_rate or (
             spec.slow_call_s is not None and slows / calls >= spec.slow_rate
         ):
@@ -242,9 +251,22 @@ class BreakerPolicy:
         return True
 
     def _refuse(
-        self, exchange: Exchange, request: Request, spec: BreakerSpec, left: float, state: str
+        self,
+        view: _View,
+        exchange: Exchange,
+        request: Request,
+        spec: BreakerSpec,
+        left: float,
+        state: str,
     ) -> CircuitOpen:
-        emit(exchange, request, "circuit_open", **_labels(spec, request, state))
+        # One event per second per breaker, counting the refusals: an outage must not multiply
+        # the event volume (each tool_call event already says circuit_open).
+        view.refused += 1
+        now = time.monotonic()
+        if now - view.reported_at >= _REPORT_EVERY_S:
+            labels = _labels(spec, request, state)
+            emit(exchange, request, "circuit_open", refused=view.refused, **labels)
+            view.refused, view.reported_at = 0, now
         name = exchange.integration.name
         when = f"for about {math.ceil(left)} more seconds" if left >= 1 else "for a moment"
         return CircuitOpen(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from patchbay._errors import CircuitOpen, DeadlineExceeded, RateLimited, UpstreamUnavailable
@@ -14,6 +14,10 @@ from patchbay.policies._shared import decode_response, digest, emit, encode_resp
 from patchbay.state._protocol import StateError, StateStore
 
 log = logging.getLogger("patchbay.policies")
+
+_LOCAL_MAX_BODY = 64 * 1024
+# integration, tenant, tool, URL, query pairs.
+_LocalKey = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
 
 # What the live path raises when the API is down, slow or shut off: a stale answer beats these.
 _LIVE_FAILURES = (
@@ -32,10 +36,11 @@ class CachePolicy:
     The key is the tool, integration, tenant, method and URL with sorted query (the URL already
     holds the arguments), digested so that no argument appears in a key; the tenant is in the
     key, so tenants never read each other's entries. Only 2xx answers are stored. Entries carry
-    the wall-clock time they were stored, which every replica reads the same way.
+    the wall-clock time they were stored, which every replica reads the same way; each replica
+    also keeps the entries it has seen fresh in process memory until they stop being fresh.
     """
 
-    __slots__ = ("_clock", "_margin_s", "_store")
+    __slots__ = ("_clock", "_local", "_local_entries", "_margin_s", "_store")
 
     def __init__(
         self,
@@ -43,17 +48,37 @@ class CachePolicy:
         *,
         clock: Callable[[], float] = time.time,
         margin_s: float = 0.02,
+        local_entries: int = 4096,
     ) -> None:
         self._store = store
         self._clock = clock
         # With a stale answer in hand, the live try stops this long before the budget does.
         self._margin_s = margin_s
+        # Fresh entries decoded in this process, so a hit costs neither a store round trip nor
+        # decoding. Safe to keep per replica: an entry never changes while it is fresh. An
+        # OrderedDict is all the LRU needs (cachetools' TTLCache has one TTL per cache).
+        self._local: OrderedDict[_LocalKey, tuple[Response, float, float]] = OrderedDict()
+        self._local_entries = local_entries
 
     async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
         spec = exchange.tool.cache
         if spec is None or request.method != "GET":
             return await next(request, exchange)
         tenant = exchange.call.tenant or "-"
+        local_key = (
+            exchange.integration.name,
+            tenant,
+            exchange.tool.name,
+            request.url,
+            request.query,
+        )
+        now = self._clock()
+        hit = self._local.get(local_key)
+        if hit is not None:
+            response, stored_at, fresh_until = hit
+            if now < fresh_until:
+                return self._serve_fresh(response, now - stored_at, exchange, request)
+            del self._local[local_key]
         key = (
             f"cache:{scope(exchange)}:{exchange.tool.name}:"
             f"{digest(tenant, request.method, request.url, sorted(request.query))}"
@@ -63,29 +88,49 @@ class CachePolicy:
         found = await self._read(key)
         if found is not None:
             response, stored_at = found
-            age = max(0.0, self._clock() - stored_at)
+            age = max(0.0, now - stored_at)
             if age < spec.ttl_s:
-                exchange.cached = True
-                exchange.notes["cache_age_s"] = round(age, 3)
-                emit(exchange, request, "cache_hit", policy="cache", age_s=round(age, 3))
-                return response
+                self._remember(local_key, response, stored_at, spec.ttl_s)
+                return self._serve_fresh(response, age, exchange, request)
             if age < spec.ttl_s + spec.stale_if_error_s:
                 stale, stale_age = response, age
+        budget_end = exchange.deadline
+        if stale is not None:
+            # A shorter deadline, not a cancellation: the attempt times out as attempts do (the
+            # breaker counts it) and leaves time to answer from the stale entry.
+            exchange.deadline = budget_end - self._margin_s
         try:
-            if stale is None:
-                response = await next(request, exchange)
-            else:
-                async with asyncio.timeout(max(0.0, exchange.remaining() - self._margin_s)):
-                    response = await next(request, exchange)
+            response = await next(request, exchange)
         except _LIVE_FAILURES as exc:
             if stale is None:
                 raise
             return self._serve_stale(stale, stale_age, exchange, request, type(exc).__name__)
+        finally:
+            exchange.deadline = budget_end
         if 200 <= response.status < 300:
-            entry = encode_response(response, t=self._clock())
+            stored_at = self._clock()
+            entry = encode_response(response, t=stored_at)
             await self._write(key, entry, spec.ttl_s + spec.stale_if_error_s)
+            self._remember(local_key, response, stored_at, spec.ttl_s)
         elif stale is not None and (response.status >= 500 or response.status == 429):
             return self._serve_stale(stale, stale_age, exchange, request, f"http_{response.status}")
+        return response
+
+    def _remember(self, key: _LocalKey, response: Response, stored_at: float, ttl_s: float) -> None:
+        if len(response.body) > _LOCAL_MAX_BODY:
+            return  # large answers are read from the store, not held in every replica
+        self._local[key] = (response, stored_at, stored_at + ttl_s)
+        self._local.move_to_end(key)
+        while len(self._local) > self._local_entries:
+            self._local.popitem(last=False)
+
+    @staticmethod
+    def _serve_fresh(
+        response: Response, age: float, exchange: Exchange, request: Request
+    ) -> Response:
+        exchange.cached = True
+        exchange.notes["cache_age_s"] = round(max(age, 0.0), 3)
+        emit(exchange, request, "cache_hit", policy="cache")
         return response
 
     @staticmethod

@@ -11,6 +11,7 @@ from patchbay.policies._base import Exchange, Send
 from patchbay.policies._shared import (
     SideTasks,
     decode_response,
+    digest,
     emit,
     encode_response,
     request_fingerprint,
@@ -27,7 +28,7 @@ _NOT_FINAL = frozenset({401, 403, 408, 429})
 class IdempotencyPolicy:
     """The same write (tool, tenant, idempotency key) asked twice gets the first answer.
 
-    The first asker claims `idem:{integration}:{tenant}:{tool}:{key}` with an in-flight
+    The first asker claims `idem:{integration}:{tenant}:{tool}:{digest of key}` with an in-flight
     marker (set_if_absent, expiring after its budget plus `grace_s`, the time a sent write may
     finish in the background), sends, and stores the final answer (2xx and 4xx) for the tool's
     `idempotency.ttl_s`. A duplicate that finds the answer returns it without a request; one
@@ -50,7 +51,8 @@ class IdempotencyPolicy:
         if request.idempotency_key is None or not request.is_write:
             return await next(request, exchange)
         tool = exchange.tool
-        ledger = f"idem:{scope(exchange)}:{tool.name}:{request.idempotency_key}"
+        # Digested: a key template may hold arguments, and keys must not carry them.
+        ledger = f"idem:{scope(exchange)}:{tool.name}:{digest(request.idempotency_key)}"
         fingerprint = request_fingerprint(request)
         marker = _PENDING + f"{fingerprint} {os.urandom(8).hex()}".encode()
         while True:

@@ -32,11 +32,13 @@ class QuotaPolicy:
     one tool, the integration's `quota.per_call` bounds all of its tools together.
     """
 
-    __slots__ = ("_clock", "_store")
+    __slots__ = ("_clock", "_day_number", "_day_text", "_store")
 
     def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
+        self._day_number = -1
+        self._day_text = ""
 
     async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
         tool, integration = exchange.tool, exchange.integration
@@ -70,7 +72,7 @@ class QuotaPolicy:
         day_limit = integration.quota.per_day if integration.quota else None
         tool_day_limit = tool.quota.per_day if tool.quota else None
         if day_limit is not None or tool_day_limit is not None:
-            day = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%d")
+            day = self._day()
             if day_limit is not None:
                 used = await self._count(f"{base}:day:{day}", _DAY_TTL_S)
                 if used > day_limit:
@@ -94,6 +96,14 @@ class QuotaPolicy:
                         "the caller it cannot be done now and offer another way.",
                     )
         return await next(request, exchange)
+
+    def _day(self) -> str:
+        # Formatting a date costs more than the rest of the check: once per UTC day.
+        number = int(self._clock() // 86400)
+        if number != self._day_number:
+            self._day_number = number
+            self._day_text = datetime.fromtimestamp(number * 86400, UTC).strftime("%Y-%m-%d")
+        return self._day_text
 
     async def _count(self, key: str, ttl_s: float = _CALL_TTL_S) -> int:
         return await self._store.incr(key, 1, ttl_s=ttl_s)

@@ -24,7 +24,9 @@ class RateLimitPolicy:
 
     __slots__ = ("_margin_s", "_sleep", "_store")
 
-    def __init__(self, store: StateStore, *, sleep: Sleep = asyncio.sleep, margin_s: float = 0.05):
+    def __init__(
+        self, store: StateStore, *, sleep: Sleep = asyncio.sleep, margin_s: float = 0.05
+    ) -> None:
         self._store = store
         self._sleep = sleep
         # Waiting until the last millisecond of the budget would leave no time to send.

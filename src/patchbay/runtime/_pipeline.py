@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from patchbay._errors import ErrorCode, ToolError
 from patchbay.http import AiohttpTransport, Authenticator, SecretResolver, build_authenticator
 from patchbay.http._types import Request, Response, Transport
-from patchbay.observe._events import Emitter, Event
+from patchbay.observe._events import Emitter
 from patchbay.policies._base import Exchange, Policy, Send, chain
 from patchbay.policies._breaker import BreakerPolicy
 from patchbay.policies._cache import CachePolicy
@@ -21,12 +23,14 @@ from patchbay.policies._ratelimit import RateLimitPolicy
 from patchbay.policies._retry import RetryPolicy
 from patchbay.policies._send import AuthPolicy, TransportStep
 from patchbay.runtime._handler import Operation
+from patchbay.runtime._outcomes import Outcomes, describe_response
 from patchbay.spec import Config, Integration, Tool
-from patchbay.spec._imports import import_callable
 from patchbay.spec._call import CallContext
+from patchbay.spec._imports import import_callable
 from patchbay.state import StateStore, open_store
 
 log = logging.getLogger("patchbay.runtime")
+_UNANSWERED = frozenset({ErrorCode.TIMEOUT, ErrorCode.UPSTREAM_UNAVAILABLE})
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -50,10 +54,11 @@ class Pipelines:
         self._effective: dict[tuple[str, str | None], Integration] = {}
         self._sends: dict[tuple[str, str | None], Send] = {}
         self._auth: dict[tuple[str, str | None], Authenticator] = {}
-        self._background: set[asyncio.Future[Response]] = set()
+        self._background: set[asyncio.Future[None]] = set()
         self._ops: dict[str, tuple[Operation, ...]] = {}
         # One store and one instance of each stateful policy for every integration and tenant.
         self.store = store if store is not None else open_store(config.state)
+        self.outcomes = Outcomes(self.store, emitter)
         self._quota = QuotaPolicy(self.store)
         self._idempotency = IdempotencyPolicy(self.store)
         self._cache = CachePolicy(self.store)
@@ -159,32 +164,43 @@ class Pipelines:
 
     def _adopt(self, task: asyncio.Future[Response], request: Request, exchange: Exchange) -> None:
         """Keep a sent write running after its caller gave up, and record how it ended."""
-        self._background.add(task)
+        finish = asyncio.ensure_future(self._finish(task, request, exchange))
+        self._background.add(finish)
+        finish.add_done_callback(self._background.discard)
 
-        def done(fut: asyncio.Future[Response]) -> None:
-            self._background.discard(fut)
-            if fut.cancelled():
-                outcome, status = "cancelled", None
-            elif fut.exception() is not None:
-                outcome, status = type(fut.exception()).__name__, None
-            else:
-                status = fut.result().status
-                outcome = "ok" if status < 400 else f"http_{status}"
-            self._emitter.emit(
-                Event(
-                    kind="background",
-                    tool=exchange.tool.name,
-                    call_id=exchange.call.id,
-                    integration=exchange.integration.name,
-                    method=request.method,
-                    path=request.path_template,
-                    status=status,
-                    outcome=outcome,
-                    extra={"idempotency_key": request.idempotency_key or ""},
-                )
-            )
-
-        task.add_done_callback(done)
+    async def _finish(
+        self, task: asyncio.Future[Response], request: Request, exchange: Exchange
+    ) -> None:
+        status: int | None = None
+        result: Any = None
+        try:
+            response = await task
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        except ToolError as exc:
+            # No answer at all (timeouts, resets): nobody knows whether the write happened.
+            unanswered = exc.status_code is None and exc.code in _UNANSWERED
+            unknown = unanswered or exchange.notes.get("unresolved")
+            outcome = "unresolved" if unknown else exc.code.value
+        except Exception:
+            log.exception("a background write of %s failed unexpectedly", exchange.tool.name)
+            outcome = ErrorCode.INTERNAL.value
+        else:
+            status = response.status
+            outcome, result = describe_response(response, exchange.tool)
+        extra = {"method": request.method, "path": request.path_template}
+        await self.outcomes.record(
+            "adopted",
+            tool=exchange.tool.name,
+            call_id=exchange.call.id,
+            key=request.idempotency_key or f"unkeyed-{uuid.uuid4().hex[:12]}",
+            outcome=outcome,
+            integration=exchange.integration.name,
+            tenant=exchange.call.tenant,
+            status=status,
+            result=result,
+            extra=extra,
+        )
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait for background writes to finish."""

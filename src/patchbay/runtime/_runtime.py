@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from patchbay._errors import (
@@ -21,12 +23,15 @@ from patchbay.observe._events import Emitter, Event, EventSink
 from patchbay.observe._sinks import LoggingSink
 from patchbay.policies._base import Exchange
 from patchbay.policies._classify import error_for_status
+from patchbay.runtime._builtin import CALLBACK_WORDS, list_callback_requests, take_callback_request
+from patchbay.runtime._calls import CallRegistry, args_key, prefetch_arguments, state_text
 from patchbay.runtime._handler import HandlerClient, HandlerContext
+from patchbay.runtime._outbox import Outbox, OutboxEntry, new_entry
 from patchbay.runtime._pipeline import Pipelines
 from patchbay.runtime._result import ErrorInfo, ToolCall, ToolResult
 from patchbay.spec import Config, Tool, load_config, resolve_handler
 from patchbay.spec._call import CallContext
-from patchbay.state import StateStore
+from patchbay.state import StateError, StateStore
 from patchbay.transform import cap_result, error_words, transform_response
 from patchbay.validate import validate_arguments_async
 
@@ -42,6 +47,18 @@ _DEFAULT_WORDS = {
     ErrorCode.UPSTREAM_UNAVAILABLE: "The system is not answering right now.",
     ErrorCode.TIMEOUT: "The system took too long to answer.",
 }
+_STILL_SENDING = (
+    "The request was sent and is still being completed in the background; do not send it "
+    "again. Tell the caller it is in progress and will be confirmed."
+)
+
+
+class _Via(enum.Enum):
+    """Who asked for an execution: the LLM, the call-start prefetch, or the outbox worker."""
+
+    LLM = "llm"
+    PREFETCH = "prefetch"
+    OUTBOX = "outbox"
 
 
 class ToolRuntime:
@@ -56,6 +73,7 @@ class ToolRuntime:
         sleep: Sleep = asyncio.sleep,
         handlers: Mapping[str, Callable[..., Awaitable[Any]]] | None = None,
         store: StateStore | None = None,
+        background_worker: bool = True,
     ) -> None:
         self.config = config
         self.emitter = Emitter(sinks if sinks is not None else [LoggingSink()])
@@ -64,7 +82,14 @@ class ToolRuntime:
             config, self.emitter, transport=transport, sleep=sleep, store=store
         )
         self._handlers: dict[str, Callable[..., Awaitable[Any]]] = dict(handlers or {})
-        self._calls: dict[str, CallContext] = {}
+        self._calls = CallRegistry(self._pipelines.store)
+        self._outbox = Outbox(
+            self._pipelines.store, self._pipelines.outcomes, self._perform, self._lease_span
+        )
+        # False for replicas that only accept background writes while workers elsewhere send.
+        self._worker = background_worker and any(
+            t.mode == "background" for t in config.tools.values()
+        )
 
     @classmethod
     def from_file(cls, path: str, env: Mapping[str, str] | None = None, **kw: Any) -> ToolRuntime:
@@ -76,35 +101,81 @@ class ToolRuntime:
         """The tools this runtime executes, by name."""
         return self.config.tools
 
+    @property
+    def store(self) -> StateStore:
+        """The state store shared by the policies, call state, the outbox and callbacks."""
+        return self._pipelines.store
+
     async def __aenter__(self) -> ToolRuntime:
+        self._start_worker()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _start_worker(self) -> None:
+        if self._worker:
+            self._outbox.start()
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait for background work: due outbox writes, and writes finishing after a timeout."""
+        deadline = time.monotonic() + timeout_s
+        if self._worker:
+            await self._outbox.drain(timeout_s)
+        await self._pipelines.drain(max(0.0, deadline - time.monotonic()))
+
     async def close(self) -> None:
-        """Finish background writes, then release connections."""
+        """Stop prefetches and the outbox worker, finish background writes, release connections.
+
+        Outbox entries not yet sent stay in the store for the next runtime to send.
+        """
+        await self._calls.close()
+        await self._outbox.close()
         await self._pipelines.close()
 
     def call_context(self, call: CallContext | str | None) -> CallContext:
         """The live context of a phone call, so state carries from one tool call to the next."""
-        if call is None:
-            call = CallContext(id=f"adhoc-{time.monotonic_ns()}")
-        elif isinstance(call, str):
-            call = CallContext(id=call)
-        known = self._calls.get(call.id)
-        if known is None:
-            self._calls[call.id] = call
-            return call
-        if call is not known:
-            known.tenant = call.tenant or known.tenant
-            known.caller = call.caller or known.caller
-            known.state.update(call.state)
-        return known
+        return self._calls.context(call)
+
+    async def start_call(self, call: CallContext | str) -> None:
+        """A call began: load its state and start its `prefetch` tools alongside the greeting.
+
+        A later tool call with the same arguments gets the prefetched answer without a request.
+        """
+        ctx = self.call_context(call)
+        await self._calls.load(ctx)
+        self._start_worker()
+        for tool in self.config.tools.values():
+            if not tool.prefetch:
+                continue
+            raw = prefetch_arguments(tool, ctx)
+            if raw is None:
+                continue  # the call does not know the arguments (no caller number, say)
+            try:
+                args = await self._validate(tool, raw, ctx)
+            except ToolError as exc:
+                log.info("not prefetching %s for call %s: %s", tool.name, ctx.id, exc.message)
+                continue
+            task = asyncio.get_running_loop().create_task(
+                self._execute(tool.name, args, ctx, _Via.PREFETCH)
+            )
+            self._calls.add_prefetch(ctx.id, tool.name, args_key(args), task)
 
     async def end_call(self, call_id: str) -> None:
-        """Release a call's state."""
-        self._calls.pop(call_id, None)
+        """The call ended: cancel unfinished prefetches and release its state (here and shared)."""
+        await self._calls.end(call_id)
+
+    async def callback_requests(self) -> list[dict[str, Any]]:
+        """Every request taken by a `builtin: callback_request` tool, oldest first."""
+        return await list_callback_requests(self.store)
+
+    async def background_outcome(self, call_id: str, key: str) -> dict[str, Any] | None:
+        """How a call's background write ended, by idempotency key or outbox reference."""
+        return await self._pipelines.outcomes.get(call_id, key)
+
+    async def pending_background(self) -> list[OutboxEntry]:
+        """Background writes accepted but not yet performed, oldest first."""
+        return await self._outbox.pending()
 
     async def call_tool(
         self, name: str, arguments: Mapping[str, Any], call: CallContext | str | None = None
@@ -114,26 +185,54 @@ class ToolRuntime:
 
     async def execute(self, call: ToolCall) -> ToolResult:
         """Run a tool call and return its result; never raises for anything the call did."""
-        started = time.perf_counter()
         ctx = self.call_context(call.call)
-        tool = self.config.tools.get(call.tool)
+        await self._calls.load(ctx)
+        self._start_worker()
+        return await self._execute(call.tool, call.arguments, ctx, _Via.LLM)
+
+    async def _validate(self, tool: Tool, arguments: Mapping[str, Any], ctx: CallContext) -> Any:
+        return await validate_arguments_async(
+            tool,
+            arguments,
+            ctx,
+            default_region=self.config.defaults.phone_region,
+            hooks=self._pipelines.validators(tool),
+        )
+
+    async def _execute(
+        self, name: str, arguments: Mapping[str, Any], ctx: CallContext, via: _Via
+    ) -> ToolResult:
+        started = time.perf_counter()
+        tool = self.config.tools.get(name)
         exchange: Exchange | None = None
+        # Only handlers write call state; the outbox works on a snapshot of the call.
+        keep = tool is not None and tool.handler is not None and via is not _Via.OUTBOX
+        before = state_text(ctx) if keep else None
+        prefetched: ToolResult | None = None
         try:
             if tool is None:
                 raise InvalidArguments(
-                    f"There is no tool named {call.tool}.", fields={"tool": "unknown tool"}
+                    f"There is no tool named {name}.", fields={"tool": "unknown tool"}
                 )
-            args = await validate_arguments_async(
-                tool,
-                call.arguments,
-                ctx,
-                default_region=self.config.defaults.phone_region,
-                hooks=self._pipelines.validators(tool),
-            )
-            exchange = self._pipelines.exchange(tool, ctx)
+            args = await self._validate(tool, arguments, ctx)
+            say = None
+            budget_end = time.monotonic() + tool.budget_s
             try:
                 async with asyncio.timeout(tool.budget_s):
-                    value = await self._run(tool, args, exchange)
+                    if via is _Via.LLM and tool.prefetch:
+                        prefetched = await self._prefetched(tool, args, ctx)
+                    if prefetched is not None:
+                        value = prefetched.result
+                    elif tool.builtin is not None:
+                        value = await take_callback_request(self.store, tool, args, ctx)
+                        say = tool.say.accepted or CALLBACK_WORDS
+                    elif tool.mode == "background" and via is not _Via.OUTBOX:
+                        value = await self._enqueue(tool, args, ctx)
+                        say = tool.say.accepted
+                    else:
+                        exchange = self._pipelines.exchange(tool, ctx)
+                        exchange.deadline = min(exchange.deadline, budget_end)
+                        value = await self._run(tool, args, exchange)
             except TimeoutError:
                 raise DeadlineExceeded("The system took too long to answer.") from None
             result = ToolResult(
@@ -141,30 +240,74 @@ class ToolRuntime:
                 tool=tool.name,
                 call_id=ctx.id,
                 result=value,
-                say=tool.say.accepted if exchange.notes.get("background") else None,
+                say=prefetched.say if prefetched is not None else say,
                 meta=self._meta(exchange, started),
             )
+            if prefetched is not None:
+                result = replace(result, meta={**result.meta, "prefetched": True})
         except ToolError as exc:
-            result = self._failure(call.tool, tool, ctx, exc, exchange, started)
+            result = self._failure(name, tool, ctx, exc, exchange, started)
         except Exception:
-            log.exception("tool %s failed unexpectedly", call.tool)
+            log.exception("tool %s failed unexpectedly", name)
             exc2 = ToolError("Something went wrong on our side.")
-            result = self._failure(call.tool, tool, ctx, exc2, exchange, started)
+            result = self._failure(name, tool, ctx, exc2, exchange, started)
+        if before is not None:
+            await self._calls.persist(ctx, before)
         if self.emitter.active:
+            extra: dict[str, Any] = {"cached": bool(result.meta.get("cached"))}
+            if via is not _Via.LLM:
+                extra["via"] = via.value
+            if prefetched is not None:
+                extra["prefetched"] = True
             self.emitter.emit(
                 Event(
                     kind="tool_call",
-                    tool=call.tool,
+                    tool=name,
                     call_id=ctx.id,
-                    integration=tool.integration if tool else None,
+                    integration=tool.integration or None if tool else None,
                     tenant=ctx.tenant,
                     latency_ms=result.meta.get("latency_ms"),
                     attempt=result.meta.get("attempts"),
                     outcome="ok" if result.ok else (result.error.code if result.error else None),
-                    extra={"cached": bool(result.meta.get("cached"))},
+                    extra=extra,
                 )
             )
         return result
+
+    async def _prefetched(
+        self, tool: Tool, args: dict[str, Any], ctx: CallContext
+    ) -> ToolResult | None:
+        """The call-start answer for these arguments, if it came back ok (else: ask again)."""
+        task = self._calls.take_prefetch(ctx.id, tool.name, args_key(args))
+        if task is None:
+            return None
+        # Shielded: a caller who gives up must not cancel what the next one could use.
+        found = await asyncio.shield(task)
+        return found if found.ok else None
+
+    async def _enqueue(self, tool: Tool, args: dict[str, Any], ctx: CallContext) -> Any:
+        """Accept a background write: store it in the outbox and answer with its reference."""
+        key = None
+        if tool.request is not None:
+            # Built now so a template the call cannot fill fails while the caller can fix it.
+            integration = self._pipelines.integration(tool.integration, ctx.tenant)
+            key = build_request(tool, integration, args, ctx).idempotency_key
+        entry = new_entry(tool.name, args, ctx, key)
+        try:
+            await self._outbox.enqueue(entry)
+        except StateError:
+            raise UpstreamUnavailable(
+                "The request could not be queued right now.", retryable=True
+            ) from None
+        return {"status": "accepted", "reference": entry.ref}
+
+    async def _perform(self, entry: OutboxEntry) -> ToolResult:
+        """Send one outbox write through the normal pipeline, as the call was when accepted."""
+        return await self._execute(entry.tool, entry.args, entry.context(), _Via.OUTBOX)
+
+    def _lease_span(self, name: str) -> float:
+        tool = self.config.tools.get(name)
+        return (tool.budget_s if tool else 5.0) + self._outbox.settings.lease_margin_s
 
     async def _run(self, tool: Tool, args: dict[str, Any], exchange: Exchange) -> Any:
         send = self._pipelines.send(exchange)
@@ -226,11 +369,14 @@ class ToolRuntime:
             timeout_words = tool.say.timeout if exc.code is ErrorCode.TIMEOUT else None
             if exc.code is not ErrorCode.INVALID_ARGUMENTS:
                 say = timeout_words or tool.say.failed
+        message = exc.message
+        if exchange is not None and exchange.notes.get("finishing_in_background"):
+            message = _STILL_SENDING  # whatever ended the wait, the write goes on: say so
         return ToolResult(
             ok=False,
             tool=name,
             call_id=ctx.id,
-            error=ErrorInfo(exc.code.value, exc.message, exc.retryable, exc.fields),
+            error=ErrorInfo(exc.code.value, message, exc.retryable, exc.fields),
             say=say,
             meta=self._meta(exchange, started),
         )

@@ -18,7 +18,7 @@ from jmespath.exceptions import (
 
 from patchbay._errors import ConfigError
 from patchbay.spec._imports import import_callable, load_handler
-from patchbay.spec._model import Integration, Param, Tool
+from patchbay.spec._model import Integration, Param, Prefetch, Tool
 
 # The same placeholder grammar as the request builder (http/_build.py), so what passes here
 # is exactly what the builder fills.
@@ -174,7 +174,8 @@ def check_tool(
                 where,
             )
         )
-    if integrations is not None and tool.integration not in integrations:
+    named = tool.integration or tool.builtin is None  # builtin tools need no integration
+    if integrations is not None and named and tool.integration not in integrations:
         known = ", ".join(integrations) or "none"
         errors.append(
             ConfigError(
@@ -225,6 +226,18 @@ def check_tool(
         errors.append(
             ConfigError("only read tools can be prefetched at call start", f"{where}.prefetch")
         )
+    elif tool.prefetch:
+        errors += _prefetch(tool, where)
+    if tool.mode == "background" and tool.builtin is not None:
+        errors.append(ConfigError("a builtin tool answers at once", f"{where}.mode"))
+    elif tool.mode == "background" and _resend_unsafe(tool):
+        errors.append(
+            ConfigError(
+                "a background write may be sent more than once (retries, restarts): "
+                "give it an idempotency key",
+                f"{where}.mode",
+            )
+        )
     if base_dir is None:
         return errors
     if import_handler and tool.handler is not None:
@@ -237,4 +250,40 @@ def check_tool(
             import_callable(ref, base_dir)
         except ConfigError as exc:
             errors.append(ConfigError(exc.message, f"{where}.validators[{i}]"))
+    return errors
+
+
+def _resend_unsafe(tool: Tool) -> bool:
+    request = tool.request
+    return request is not None and request.method in ("POST", "PATCH") and not tool.idempotency
+
+
+def _prefetch(tool: Tool, where: str) -> list[ConfigError]:
+    """Prefetch arguments name parameters and come from the call alone (it has no LLM yet)."""
+    args = tool.prefetch.args if isinstance(tool.prefetch, Prefetch) else {}
+    errors = []
+    for name in tool.parameters:
+        if name not in args and tool.is_required(name):
+            errors.append(
+                ConfigError(
+                    f"the tool requires {name!r}: fill it from the call in prefetch.args",
+                    f"{where}.prefetch",
+                )
+            )
+    for name, value in args.items():
+        at = f"{where}.prefetch.args.{name}"
+        if name not in tool.parameters:
+            errors.append(ConfigError(f"names unknown parameter {name!r}", at))
+        for text, loc in _strings(value, at):
+            for match in _PLACEHOLDER.finditer(text):
+                placeholder = match.group(1)
+                if not placeholder.startswith("call."):
+                    problem: str | None = (
+                        f"prefetch arguments come from the call, not {{{placeholder}}}: use "
+                        "call.caller, call.tenant, call.id or call.state.<name>"
+                    )
+                else:
+                    problem = _placeholder_problem(placeholder, (), in_path=False)
+                if problem:
+                    errors.append(ConfigError(problem, loc))
     return errors

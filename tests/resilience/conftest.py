@@ -1,0 +1,67 @@
+"""A real billing API behind a fault-injecting proxy, and runtimes with resilience settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from patchbay import ToolRuntime
+from patchbay.observe import MemorySink
+from patchbay.state import MemoryStore, StateStore
+from patchbay.testing import BillingServer, FaultProxy
+
+from .support import RuntimeFactory, billing_config
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.fixture
+async def billing() -> AsyncIterator[BillingServer]:
+    async with BillingServer(in_process=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def proxy(billing: BillingServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(billing.url) as p:
+        yield p
+
+
+@pytest.fixture
+def env(
+    billing: BillingServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    # The env: secret provider reads the process environment, as it does in production.
+    monkeypatch.setenv("BILLING_API_KEY", billing.api_key)
+    return {**os.environ, "BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}
+
+
+@pytest.fixture
+async def make_runtime(env: dict[str, str]) -> AsyncIterator[RuntimeFactory]:
+    """Build runtimes from `billing_yaml` text; each gets its own memory store unless given one."""
+    made: list[ToolRuntime] = []
+
+    def make(
+        text: str,
+        *,
+        store: StateStore | None = None,
+        sink: MemorySink | None = None,
+        fast: bool = True,
+    ) -> ToolRuntime:
+        rt = ToolRuntime(
+            billing_config(env, text),
+            sinks=[sink] if sink else [],
+            sleep=_no_sleep if fast else asyncio.sleep,
+            store=store if store is not None else MemoryStore(),
+        )
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        await rt.close()
