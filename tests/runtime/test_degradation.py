@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from patchbay import CallContext, ToolRuntime
+from patchbay._errors import ConfigErrors
 from patchbay.observe import MemorySink
 from patchbay.spec import load_config_text
 from patchbay.testing import BillingServer, Fault, FaultProxy
@@ -200,3 +203,33 @@ async def test_callback_request_is_taken_while_the_api_is_down(
         "reason": "pay my bill",
     }
     assert found[0]["call_id"] == "c-cb" and found[0]["caller"] == "+15551234567"
+
+
+def test_builtin_tools_in_the_config(env: dict[str, str]) -> None:
+    head = "version: 1\nintegrations:\n  billing: {base_url: 'http://127.0.0.1:1'}\ntools:\n"
+    ok = load_config_text(
+        head + "  cb: {builtin: callback_request, description: Take details.}\n", env=env
+    )
+    assert ok.tools["cb"].integration == "" and ok.tools["cb"].is_write
+    cases = {
+        "  cb: {builtin: callback_request, description: d, request: {path: /x}}\n": (
+            "tools.cb",
+            "a builtin tool takes no request or handler",
+        ),
+        "  cb: {builtin: callback_request, description: d, mode: background}\n": (
+            "tools.cb.mode",
+            "a builtin tool answers at once",
+        ),
+        "  cb: {builtin: callback_request, description: d, integration: crm}\n": (
+            "tools.cb.integration",
+            "unknown integration 'crm' (integrations: billing)",
+        ),
+        "  t: {description: d, request: {path: /x}}\n": (
+            "tools.t",
+            "missing required key 'integration'",
+        ),
+    }
+    for tool, expected in cases.items():
+        with pytest.raises(ConfigErrors) as info:
+            load_config_text(head + tool, env=env)
+        assert [(e.location, e.message) for e in info.value.errors] == [expected]

@@ -1,0 +1,42 @@
+"""The resilience pipeline: small policies around one send, outermost first.
+
+deadline, quota, idempotency, cache, retry, breaker, rate limit, auth, transport.
+"""
+
+from patchbay.policies._base import Exchange, Policy, Send, chain
+from patchbay.policies._breaker import BreakerPolicy
+from patchbay.policies._cache import CachePolicy
+from patchbay.policies._classify import (
+    error_for_status,
+    is_failure_status,
+    is_retryable_status,
+    may_resend,
+    parse_retry_after,
+)
+from patchbay.policies._deadline import DeadlinePolicy
+from patchbay.policies._idempotency import IdempotencyPolicy
+from patchbay.policies._quota import QuotaPolicy
+from patchbay.policies._ratelimit import RateLimitPolicy
+from patchbay.policies._retry import RetryPolicy
+from patchbay.policies._send import AuthPolicy, TransportStep
+
+__all__ = [
+    "AuthPolicy",
+    "BreakerPolicy",
+    "CachePolicy",
+    "DeadlinePolicy",
+    "Exchange",
+    "IdempotencyPolicy",
+    "Policy",
+    "QuotaPolicy",
+    "RateLimitPolicy",
+    "RetryPolicy",
+    "Send",
+    "TransportStep",
+    "chain",
+    "error_for_status",
+    "is_failure_status",
+    "is_retryable_status",
+    "may_resend",
+    "parse_retry_after",
+]

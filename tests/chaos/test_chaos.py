@@ -1,0 +1,307 @@
+"""Chaos: thousands of tool calls of the billing example through an API that misbehaves at random.
+
+`make test` runs a short form (PATCHBAY_CHAOS_CALLS, default 300); `make chaos` runs 5000. The
+upstream is the reference billing service in a subprocess behind a FaultProxy whose random mix
+injects 5xx, 429 with Retry-After, hangs, resets, slow answers, garbage bodies and responses
+lost after the payment committed; one round in ten is an outage that opens the breaker.
+Afterwards: every tool call got a well-formed result within its budget plus a small margin, no
+exception escaped, the billing API's own ledger shows no invoice charged twice, the API never
+saw more requests in a second than the rate limit allows, and the breaker opened and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from patchbay import CallContext, ToolRuntime
+from patchbay.observe import MemorySink
+from patchbay.runtime import ToolResult
+from patchbay.spec import load_config_text
+from patchbay.testing import BillingServer, Fault, FaultProxy
+
+CALLS = int(os.environ.get("PATCHBAY_CHAOS_CALLS", "300"))
+SEED = int(os.environ.get("PATCHBAY_CHAOS_SEED", "20240601"))
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchbay.yaml"
+
+PER_SECOND, BURST = 60, 10
+BUDGETS = {"get_customer": 1.0, "lookup_customer_invoices": 1.5, "create_payment": 2.0}
+# Event-loop scheduling on a busy 2-core machine: the runtime answers at the budget, the test
+# sees it a little later.
+MARGIN_S = 0.15
+CONCURRENCY = 12
+PAYMENT = 100  # cents: partial payments, so a second charge would not be refused as overpaid
+
+MIX = {"status": 0.05, "hang": 0.02, "reset": 0.03, "garbage": 0.02, "slow": 0.05}
+LOST = 0.03  # responses lost after the upstream committed: payments only
+THROTTLED = 0.03  # 429 with Retry-After
+OUTAGE_EVERY = 10
+
+JAMIE = ("cus_8F2kLq", "+15551234567", "pm_card_visa4242", ["inv_1001"])
+MORGAN = ("cus_3Hd9Wm", "+15559876543", "pm_card_mc5454", [f"inv_{2000 + n}" for n in range(1, 13)])
+ALEX = ("cus_7Tq1Zr", "+15550001111", "pm_card_amex0005", [])
+CODES = {
+    "invalid_arguments", "not_found", "unauthorized", "conflict", "client_error",
+    "rate_limited", "timeout", "upstream_unavailable", "circuit_open", "quota_exceeded",
+    "internal",
+}  # fmt: skip
+
+
+@dataclass
+class Observed:
+    """What the test saw of the run."""
+
+    calls: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    prefetched: int = 0
+    slowest_over_budget_s: float = -1.0
+
+
+def _config(env: dict[str, str]) -> Any:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    billing = data["integrations"]["billing"]
+    billing["timeout_s"] = 0.5
+    billing["retry"] = {"attempts": 3, "backoff_s": 0.05, "max_backoff_s": 0.3}
+    billing["rate_limit"] = {"per_second": PER_SECOND, "burst": BURST}
+    billing["breaker"] = {"failure_rate": 0.5, "window": 20, "min_calls": 10, "open_s": 1.0}
+    for name, budget in BUDGETS.items():
+        data["tools"][name]["budget_s"] = budget
+    return load_config_text(yaml.safe_dump(data), base_dir=EXAMPLE.parent, env=env)
+
+
+def _normal(proxy: FaultProxy) -> None:
+    proxy.clear()
+    proxy.add(Fault("lose_response", method="POST", probability=LOST))
+    proxy.add(Fault("status", status=429, retry_after=1, probability=THROTTLED))
+    proxy.chaos(MIX, status=503, delay_s=0.3)
+
+
+def _outage(proxy: FaultProxy) -> None:
+    proxy.clear()
+    proxy.chaos({"status": 0.9}, status=503)
+
+
+def _check(result: ToolResult, tool: str, call_id: str, elapsed: float, seen: Observed) -> None:
+    """The tool result contract of DESIGN.md, and the budget."""
+    seen.calls += 1
+    data = result.to_dict()
+    where = f"{tool} in {call_id}"
+    text = json.dumps(data)
+    if set(data) != {"ok", "tool", "call_id", "result", "error", "say", "meta"}:
+        seen.problems.append(f"{where}: keys {sorted(data)}")
+    if data["tool"] != tool or data["call_id"] != call_id or not isinstance(data["ok"], bool):
+        seen.problems.append(f"{where}: header {data['tool']} {data['call_id']} {data['ok']}")
+    error = data["error"]
+    if data["ok"]:
+        seen.outcomes["ok"] = seen.outcomes.get("ok", 0) + 1
+        if error is not None:
+            seen.problems.append(f"{where}: ok with an error")
+    else:
+        code = error["code"] if isinstance(error, dict) else None
+        seen.outcomes[str(code)] = seen.outcomes.get(str(code), 0) + 1
+        if not isinstance(error, dict) or code not in CODES:
+            seen.problems.append(f"{where}: error {error!r}")
+        elif not isinstance(error["message"], str) or not isinstance(error["retryable"], bool):
+            seen.problems.append(f"{where}: error fields {error!r}")
+    meta = data["meta"]
+    if not isinstance(meta.get("attempts"), int) or not isinstance(meta.get("latency_ms"), float):
+        seen.problems.append(f"{where}: meta {meta!r}")
+    for leak in ("Traceback", "<html", "demo-key", "FAULT_"):
+        if leak in text:
+            seen.problems.append(f"{where}: {leak!r} reached the result: {text[:200]}")
+    over = elapsed - BUDGETS[tool]
+    seen.slowest_over_budget_s = max(seen.slowest_over_budget_s, over)
+    if over > MARGIN_S:
+        seen.problems.append(f"{where}: answered {over * 1000:.0f} ms after its budget")
+    if meta.get("prefetched"):
+        seen.prefetched += 1
+
+
+async def _timed(
+    rt: ToolRuntime, tool: str, args: dict[str, Any], call: CallContext, seen: Observed
+) -> ToolResult:
+    started = time.monotonic()
+    result = await rt.call_tool(tool, args, call)
+    _check(result, tool, call.id, time.monotonic() - started, seen)
+    return result
+
+
+def _plan(rng: random.Random, round_no: int, seen: Observed, paid: dict[str, str]) -> list[Job]:
+    """One round: a phone call per invoice that pays it, and callers who only look things up."""
+    jobs: list[Job] = []
+    for customer, phone, method, invoices in (JAMIE, MORGAN):
+        for invoice in invoices:
+            jobs.append(_payer(rng, round_no, customer, phone, method, invoice, seen, paid))
+    for n in range(rng.randint(50, 70)):
+        jobs.append(_reader(rng, f"r{round_no}-read{n}", seen))
+    rng.shuffle(jobs)
+    return jobs
+
+
+Job = Callable[[ToolRuntime], Awaitable[None]]
+
+
+def _payer(
+    rng: random.Random,
+    round_no: int,
+    customer: str,
+    phone: str,
+    method: str,
+    invoice: str,
+    seen: Observed,
+    paid: dict[str, str],
+) -> Job:
+    call_id = f"r{round_no}-pay-{invoice}"
+    repeat = rng.random() < 0.3  # the model asks again after a failure or a timeout
+    twice_at_once = rng.random() < 0.1  # ... or fires the same call twice
+    lookup_first = rng.random() < 0.7
+    args = {"invoice_id": invoice, "amount": PAYMENT, "payment_method_id": method}
+
+    async def job(rt: ToolRuntime) -> None:
+        # As if an earlier turn had found the customer: payments go ahead even when lookups fail.
+        state = {"customer_id": customer, "open_invoice_amount": PAYMENT}
+        call = CallContext(id=call_id, caller=phone, state=state)
+        await rt.start_call(call)
+        call = rt.call_context(call_id)
+        if lookup_first:
+            await _timed(rt, "lookup_customer_invoices", {"phone": phone}, call, seen)
+        tries = 2 if twice_at_once else 1
+        results = await asyncio.gather(
+            *(_timed(rt, "create_payment", args, call, seen) for _ in range(tries))
+        )
+        if repeat and not any(r.ok for r in results):
+            results.append(await _timed(rt, "create_payment", args, call, seen))
+        for result in results:
+            if result.ok:
+                number = result.result["confirmation_number"]
+                if paid.setdefault(invoice, number) != number:
+                    seen.problems.append(f"{invoice}: two confirmations {paid[invoice]}, {number}")
+        await rt.end_call(call_id)
+
+    return job
+
+
+def _reader(rng: random.Random, call_id: str, seen: Observed) -> Job:
+    who = rng.choice([JAMIE, MORGAN, ALEX])
+    kind = rng.random()
+
+    async def job(rt: ToolRuntime) -> None:
+        if kind < 0.4:
+            call = CallContext(id=call_id, caller=who[1])
+            await rt.start_call(call)  # prefetches the lookup the model asks for next
+            await _timed(rt, "lookup_customer_invoices", {"phone": who[1]}, call, seen)
+            await rt.end_call(call_id)
+        elif kind < 0.5:
+            args = {"email": "nobody@example.com"}
+            await _timed(rt, "lookup_customer_invoices", args, CallContext(id=call_id), seen)
+        elif kind < 0.9:
+            args = {"customer_id": who[0]}
+            await _timed(rt, "get_customer", args, CallContext(id=call_id), seen)
+        else:
+            args = {"customer_id": "cus_nobody"}
+            await _timed(rt, "get_customer", args, CallContext(id=call_id), seen)
+
+    return job
+
+
+async def _ledger_ok(billing: BillingServer, paid: dict[str, str], seen: Observed) -> int:
+    ledger = await billing.ledger()
+    charges: dict[str, int] = ledger["charges_by_invoice"]
+    twice = {k: v for k, v in charges.items() if v != 1}
+    if twice:
+        seen.problems.append(f"charged more than once: {twice}")
+    wrong = {k: v for k, v in ledger["amount_by_invoice"].items() if v != PAYMENT}
+    if wrong:
+        seen.problems.append(f"wrong amounts: {wrong}")
+    missing = set(paid) - set(charges)
+    if missing:
+        seen.problems.append(f"confirmed but not charged: {sorted(missing)}")
+    numbers = {p["invoice_id"]: p["confirmation_number"] for p in ledger["payments"]}
+    for invoice, number in paid.items():
+        if numbers.get(invoice, number) != number:
+            seen.problems.append(f"{invoice}: told {number}, charged {numbers[invoice]}")
+    return len(charges)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[BillingServer, FaultProxy]]:
+    async with BillingServer() as billing, FaultProxy(billing.url, seed=SEED) as proxy:
+        yield billing, proxy
+
+
+@pytest.mark.timeout(max(120, CALLS // 10))
+async def test_chaos(
+    upstream: tuple[BillingServer, FaultProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    billing, proxy = upstream
+    monkeypatch.setenv("BILLING_API_KEY", billing.api_key)
+    env = {**os.environ, "BILLING_URL": proxy.url}
+    caplog.set_level(logging.WARNING)
+    loop_errors: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(
+        lambda _loop, context: loop_errors.append(str(context.get("message")))
+    )
+    sink = MemorySink()
+    rng = random.Random(SEED)
+    seen = Observed()
+    charged = 0
+    started = time.monotonic()
+    async with ToolRuntime(_config(env), sinks=[sink]) as rt:
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def bounded(job: Job) -> None:
+            async with limit:
+                await job(rt)
+
+        round_no = 0
+        # Go on until the calls are made and the breaker, opened by the first outage, has
+        # had a calm round to close again.
+        while seen.calls < CALLS or round_no <= 2:
+            outage = round_no % OUTAGE_EVERY == 1
+            (_outage if outage else _normal)(proxy)
+            paid: dict[str, str] = {}
+            await asyncio.gather(*(bounded(job) for job in _plan(rng, round_no, seen, paid)))
+            await rt.drain()
+            charged += await _ledger_ok(billing, paid, seen)
+            await billing.reset()
+            round_no += 1
+    elapsed = time.monotonic() - started
+    stats = proxy.stats()
+    breaker = [e.outcome for e in sink.of_kind("policy") if e.extra.get("policy") == "breaker"]
+    background = [e.outcome for e in sink.of_kind("background")]
+    print(
+        f"\nchaos: {seen.calls} tool calls in {round_no} rounds, {elapsed:.1f} s; "
+        f"outcomes {dict(sorted(seen.outcomes.items()))}; prefetched {seen.prefetched}; "
+        f"{charged} invoices charged; upstream requests {stats.total}, faults {stats.faults}, "
+        f"busiest second {stats.max_in_window(1.0)}; slowest answer "
+        f"{seen.slowest_over_budget_s * 1000:+.0f} ms against its budget; breaker "
+        f"{breaker.count('breaker_opened')} opened / {breaker.count('breaker_closed')} closed; "
+        f"background finishes {background.count('ok')} ok of {len(background)}"
+    )
+    assert seen.problems == [], "\n".join(seen.problems[:20])
+    assert seen.calls >= CALLS
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors[:5]]
+    assert loop_errors == []
+    assert stats.max_in_window(1.0) <= PER_SECOND + BURST
+    assert "breaker_opened" in breaker and "breaker_closed" in breaker
+    assert breaker.index("breaker_opened") < len(breaker) - 1 - breaker[::-1].index(
+        "breaker_closed"
+    ), "closed again after opening"
+    # The faults did happen, and payments went through all the same.
+    assert {"status", "hang", "reset", "garbage", "slow"} <= set(stats.faults)
+    assert charged > 0 and seen.outcomes.get("ok", 0) > seen.calls // 2
