@@ -29,13 +29,14 @@ from patchbay import CallContext, ToolRuntime
 from patchbay.observe import MemorySink
 from patchbay.runtime import ToolResult
 from patchbay.spec import load_config_text
-from patchbay.testing import BillingServer, Fault, FaultProxy
+from patchbay.testing import BillingServer, Fault, FaultProxy, ProxyStats
 
 CALLS = int(os.environ.get("PATCHBAY_CHAOS_CALLS", "300"))
 SEED = int(os.environ.get("PATCHBAY_CHAOS_SEED", "20240601"))
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchbay.yaml"
 
 PER_SECOND, BURST = 60, 10
+OPEN_S = 1.0
 BUDGETS = {"get_customer": 1.0, "lookup_customer_invoices": 1.5, "create_payment": 2.0}
 # Event-loop scheduling on a busy 2-core machine: the runtime answers at the budget, the test
 # sees it a little later.
@@ -75,7 +76,7 @@ def _config(env: dict[str, str]) -> Any:
     billing["timeout_s"] = 0.5
     billing["retry"] = {"attempts": 3, "backoff_s": 0.05, "max_backoff_s": 0.3}
     billing["rate_limit"] = {"per_second": PER_SECOND, "burst": BURST}
-    billing["breaker"] = {"failure_rate": 0.5, "window": 20, "min_calls": 10, "open_s": 1.0}
+    billing["breaker"] = {"failure_rate": 0.5, "window": 20, "min_calls": 10, "open_s": OPEN_S}
     for name, budget in BUDGETS.items():
         data["tools"][name]["budget_s"] = budget
     return load_config_text(yaml.safe_dump(data), base_dir=EXAMPLE.parent, env=env)
@@ -235,6 +236,12 @@ async def _ledger_ok(billing: BillingServer, paid: dict[str, str], seen: Observe
     return len(charges)
 
 
+def _busiest_second(sink: MemorySink) -> int:
+    # Attempt events are stamped when the attempt ends; it began latency_ms earlier.
+    starts = sorted(e.ts - (e.latency_ms or 0.0) / 1000 for e in sink.of_kind("attempt"))
+    return ProxyStats(len(starts), 0, {}, {}, tuple(starts)).max_in_window(1.0)
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[BillingServer, FaultProxy]]:
     async with BillingServer() as billing, FaultProxy(billing.url, seed=SEED) as proxy:
@@ -279,6 +286,9 @@ async def test_chaos(
             charged += await _ledger_ok(billing, paid, seen)
             await billing.reset()
             round_no += 1
+            if outage:
+                # The API recovers while the breaker is open: the next round finds it half open.
+                await asyncio.sleep(OPEN_S)
     elapsed = time.monotonic() - started
     stats = proxy.stats()
     breaker = [e.outcome for e in sink.of_kind("policy") if e.extra.get("policy") == "breaker"]
@@ -287,7 +297,8 @@ async def test_chaos(
         f"\nchaos: {seen.calls} tool calls in {round_no} rounds, {elapsed:.1f} s; "
         f"outcomes {dict(sorted(seen.outcomes.items()))}; prefetched {seen.prefetched}; "
         f"{charged} invoices charged; upstream requests {stats.total}, faults {stats.faults}, "
-        f"busiest second {stats.max_in_window(1.0)}; slowest answer "
+        f"busiest second {stats.max_in_window(1.0)} at the API, {_busiest_second(sink)} sent; "
+        f"slowest answer "
         f"{seen.slowest_over_budget_s * 1000:+.0f} ms against its budget; breaker "
         f"{breaker.count('breaker_opened')} opened / {breaker.count('breaker_closed')} closed; "
         f"background finishes {background.count('ok')} ok of {len(background)}"
@@ -297,11 +308,16 @@ async def test_chaos(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert errors == [], [r.getMessage() for r in errors[:5]]
     assert loop_errors == []
-    assert stats.max_in_window(1.0) <= PER_SECOND + BURST
-    assert "breaker_opened" in breaker and "breaker_closed" in breaker
-    assert breaker.index("breaker_opened") < len(breaker) - 1 - breaker[::-1].index(
-        "breaker_closed"
-    ), "closed again after opening"
+    # The limiter's own view: when each attempt left, never more than the limit in a second.
+    assert _busiest_second(sink) <= PER_SECOND + BURST
+    # aiohttp resends an idempotent request once, by itself, when a reused connection turns
+    # out reset; the pipeline never sees those, so they are the only requests the limit may
+    # not cover (none once the transport turns that resend off).
+    resent = stats.total - len(sink.of_kind("attempt"))
+    assert 0 <= resent <= stats.faults.get("reset", 0)
+    assert stats.max_in_window(1.0) <= PER_SECOND + BURST + resent
+    assert "breaker_opened" in breaker, "the outage opened the breaker"
+    assert "breaker_closed" in breaker[breaker.index("breaker_opened") :], "and it closed again"
     # The faults did happen, and payments went through all the same.
     assert {"status", "hang", "reset", "garbage", "slow"} <= set(stats.faults)
     assert charged > 0 and seen.outcomes.get("ok", 0) > seen.calls // 2

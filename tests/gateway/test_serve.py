@@ -15,6 +15,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
 import patchbay.cli._serve  # noqa: F401 - registers `serve` on the app
@@ -78,12 +80,12 @@ async def test_sigterm_finishes_calls_in_flight(
         await _wait_healthy(session, url)
 
         async def slow_call() -> tuple[int, dict[str, object]]:
-            body = {"arguments": {"seconds": 1.0}, "call": {"id": "drain-1"}}
+            body = {"arguments": {"seconds": 1.5}, "call": {"id": "drain-1"}}
             async with session.post(url + "/tools/slow", json=body) as answer:
                 return answer.status, json.loads(await answer.read())
 
         in_flight = asyncio.create_task(slow_call())
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)  # the request is read and running
         os.kill(proc.pid, signal.SIGTERM)
         await asyncio.sleep(0.3)
         # Draining: no new connections are taken.
@@ -92,7 +94,7 @@ async def test_sigterm_finishes_calls_in_flight(
                 pass
         status, data = await in_flight
     assert status == 200
-    assert data["ok"] is True and data["result"] == {"slept": 1.0, "call_id": "drain-1"}
+    assert data["ok"] is True and data["result"] == {"slept": 1.5, "call_id": "drain-1"}
     code = await asyncio.to_thread(proc.wait, 15)
     assert code in (0, -signal.SIGTERM)
 
@@ -107,3 +109,21 @@ def test_serve_stops_with_one_line_when_a_gateway_secret_is_missing(
     result = CliRunner().invoke(app, ["serve", "-c", str(config), "--port", "1"])
     assert result.exit_code == 2
     assert "PB_UNSET_TOKEN" in result.output and "Traceback" not in result.output
+
+
+async def test_served_gateway_speaks_mcp_at_slash_mcp(
+    gateway_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    proc, url = gateway_process
+    async with aiohttp.ClientSession() as session:
+        await _wait_healthy(session, url)
+    async with (
+        streamable_http_client(url + "/mcp") as (read, write),
+        ClientSession(read, write) as mcp,
+    ):
+        await mcp.initialize()
+        listed = await mcp.list_tools()
+        assert "slow" in {t.name for t in listed.tools}
+        result = await mcp.call_tool("slow", {"seconds": 0.01}, meta={"patchbay/call_id": "m-1"})
+    assert result.is_error is False
+    assert result.structured_content == {"ok": True, "result": {"slept": 0.01, "call_id": "m-1"}}

@@ -126,10 +126,8 @@ class Credentials:
     @property
     def configured(self) -> bool:
         """Whether any way in exists (a secret or `open`)."""
-        return self.spec.open or any(
-            (self.spec.bearer, self.spec.vapi_secret, self.spec.retell_api_key,
-             self.spec.elevenlabs_secret)
-        )  # fmt: skip
+        s = self.spec
+        return s.open or any((s.bearer, s.vapi_secret, s.retell_api_key, s.elevenlabs_secret))
 
     def check(self, surface: Surface, headers: Mapping[str, str], body: bytes = b"") -> None:
         """Let the request in, or raise a 401 DoorError saying what is missing (no values)."""

@@ -17,8 +17,15 @@ import uvicorn
 from starlette.routing import BaseRoute
 
 from patchbay.gateway._app import Lifespan, create_app
+from patchbay.integrations._mcp import mcp_asgi
 from patchbay.runtime import ToolRuntime
 from patchbay.spec import Config
+
+try:  # optional speed-ups, measured in bench/gateway.py; the gateway works without them
+    import httptools
+    import uvloop
+except ImportError:  # pragma: no cover - both are dependencies where wheels exist
+    httptools = uvloop = None  # type: ignore[assignment]
 
 __all__ = ["loop_factory", "run", "serve"]
 
@@ -27,23 +34,15 @@ log = logging.getLogger("patchbay.gateway")
 
 def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop factory when installed (`auto`) or asked for, else None (asyncio's)."""
-    if loop == "asyncio":
+    if loop == "asyncio" or uvloop is None:
         return None
-    try:
-        import uvloop  # optional speed-up; absent is fine
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
 def _http_impl(http: str) -> str:
     if http != "auto":
         return http
-    try:
-        import httptools  # noqa: F401 - optional speed-up
-    except ImportError:
-        return "h11"
-    return "httptools"
+    return "h11" if httptools is None else "httptools"
 
 
 async def serve(
@@ -60,16 +59,21 @@ async def serve(
     log_level: str = "info",
     access_log: bool = False,
     http: str = "auto",
+    mcp: bool = True,
     **runtime_kw: Any,
 ) -> None:
     """Serve the gateway until SIGTERM/SIGINT, then finish calls in flight and close.
 
     Without `runtime`, one is built from `config` (with `runtime_kw`) and closed at shutdown;
     a runtime passed in is closed too when `close_runtime` says so. `extra_mounts` and
-    `extra_lifespan` go to `create_app` (the MCP server's routes and session manager).
+    `extra_lifespan` go to `create_app`; by default they are the MCP server at `/mcp`.
     """
     rt = runtime if runtime is not None else ToolRuntime(config, **runtime_kw)
     close = runtime is None if close_runtime is None else close_runtime
+    if mcp and not extra_mounts and extra_lifespan is None:
+        # MCP over streamable HTTP at /mcp, behind the same caller authentication.
+        mcp_http = mcp_asgi(rt)
+        extra_mounts, extra_lifespan = [mcp_http.route()], mcp_http.lifespan
     app = create_app(
         rt, config, extra_mounts=extra_mounts, extra_lifespan=extra_lifespan, close_runtime=close
     )

@@ -61,8 +61,8 @@ def _one(item: Any) -> VapiCall:
     call_id = text_or_none(item.get("id")) or ""
     name = first_text(item.get("name"), fn.get("name")) or ""
     raw = None
-    for source, key in ((fn, "arguments"), (fn, "parameters"), (item, "arguments"),
-                        (item, "parameters")):  # fmt: skip
+    for source in (fn, item):
+        key = "arguments" if "arguments" in source else "parameters"
         if key in source:
             raw = source[key]
             break

@@ -11,7 +11,6 @@ from typing import IO, Any
 from patchbay.observe._events import Event
 from patchbay.observe._redact import Redactor
 
-
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name != "extra")
 
 
