@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from patchbay import CallContext, ToolRuntime
-from patchbay.observe import MemorySink
+from patchbay.observe import Event, MemorySink
 from patchbay.runtime import ToolResult
 from patchbay.spec import load_config_text
 from patchbay.testing import BillingServer, Fault, FaultProxy, ProxyStats
@@ -37,7 +37,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchb
 
 PER_SECOND, BURST = 60, 10
 OPEN_S = 1.0
-BUDGETS = {"get_customer": 1.0, "lookup_customer_invoices": 1.5, "create_payment": 2.0}
+BUDGETS = {"get_customer": 1.0, "lookup_customer_invoices": 1.5, "create_payment": 1.2}
 # Event-loop scheduling on a busy 2-core machine: the runtime answers at the budget, the test
 # sees it a little later.
 MARGIN_S = 0.15
@@ -47,7 +47,9 @@ PAYMENT = 100  # cents: partial payments, so a second charge would not be refuse
 MIX = {"status": 0.05, "hang": 0.02, "reset": 0.03, "garbage": 0.02, "slow": 0.05}
 LOST = 0.03  # responses lost after the upstream committed: payments only
 THROTTLED = 0.03  # 429 with Retry-After
+STALLED = 0.08  # payments slower than their budget
 OUTAGE_EVERY = 10
+_MOVES = frozenset({"breaker_opened", "breaker_half_open", "breaker_closed"})
 
 JAMIE = ("cus_8F2kLq", "+15551234567", "pm_card_visa4242", ["inv_1001"])
 MORGAN = ("cus_3Hd9Wm", "+15559876543", "pm_card_mc5454", [f"inv_{2000 + n}" for n in range(1, 13)])
@@ -67,13 +69,16 @@ class Observed:
     outcomes: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     prefetched: int = 0
+    background: dict[str, int] = field(default_factory=dict)
     slowest_over_budget_s: float = -1.0
 
 
 def _config(env: dict[str, str]) -> Any:
     data = yaml.safe_load(EXAMPLE.read_text())
     billing = data["integrations"]["billing"]
-    billing["timeout_s"] = 0.5
+    # Longer than the payment's budget: a stalled payment runs the budget out mid-attempt, and
+    # must be finished in the background.
+    billing["timeout_s"] = 1.5
     billing["retry"] = {"attempts": 3, "backoff_s": 0.05, "max_backoff_s": 0.3}
     billing["rate_limit"] = {"per_second": PER_SECOND, "burst": BURST}
     billing["breaker"] = {"failure_rate": 0.5, "window": 20, "min_calls": 10, "open_s": OPEN_S}
@@ -84,6 +89,7 @@ def _config(env: dict[str, str]) -> Any:
 
 def _normal(proxy: FaultProxy) -> None:
     proxy.clear()
+    proxy.add(Fault("slow", method="POST", delay_s=1.4, probability=STALLED))
     proxy.add(Fault("lose_response", method="POST", probability=LOST))
     proxy.add(Fault("status", status=429, retry_after=1, probability=THROTTLED))
     proxy.chaos(MIX, status=503, delay_s=0.3)
@@ -217,6 +223,26 @@ def _reader(rng: random.Random, call_id: str, seen: Observed) -> Job:
     return job
 
 
+async def _finished(
+    rt: ToolRuntime, events: list[Event], paid: dict[str, str], seen: Observed
+) -> None:
+    """Payments finished in the background count as paid: with the number their record holds."""
+    for event in events:
+        if event.kind != "background" or event.call_id is None:
+            continue
+        seen.background[str(event.outcome)] = seen.background.get(str(event.outcome), 0) + 1
+        if event.outcome != "ok":
+            continue
+        record = await rt.background_outcome(event.call_id, str(event.extra["key"]))
+        if record is None or not record["result"]:
+            seen.problems.append(f"{event.call_id}: finished without a record")
+            continue
+        invoice = event.call_id.split("-pay-")[1]
+        number = record["result"]["confirmation_number"]
+        if paid.setdefault(invoice, number) != number:
+            seen.problems.append(f"{invoice}: told {paid[invoice]}, finished as {number}")
+
+
 async def _ledger_ok(billing: BillingServer, paid: dict[str, str], seen: Observed) -> int:
     ledger = await billing.ledger()
     charges: dict[str, int] = ledger["charges_by_invoice"]
@@ -234,6 +260,11 @@ async def _ledger_ok(billing: BillingServer, paid: dict[str, str], seen: Observe
         if numbers.get(invoice, number) != number:
             seen.problems.append(f"{invoice}: told {number}, charged {numbers[invoice]}")
     return len(charges)
+
+
+def _breaker_open(sink: MemorySink) -> bool:
+    moves = [e.outcome for e in sink.of_kind("policy") if e.outcome in _MOVES]
+    return bool(moves) and moves[-1] != "breaker_closed"
 
 
 def _busiest_second(sink: MemorySink) -> int:
@@ -276,23 +307,25 @@ async def test_chaos(
 
         round_no = 0
         # Go on until the calls are made and the breaker, opened by the first outage, has
-        # had a calm round to close again.
-        while seen.calls < CALLS or round_no <= 2:
+        # closed again (a failed half-open probe may reopen it: the API is still flaky).
+        while seen.calls < CALLS or round_no <= 2 or _breaker_open(sink):
+            assert round_no < CALLS // 50 + 20, "the breaker never closed again"
             outage = round_no % OUTAGE_EVERY == 1
             (_outage if outage else _normal)(proxy)
             paid: dict[str, str] = {}
+            mark = len(sink.events)
             await asyncio.gather(*(bounded(job) for job in _plan(rng, round_no, seen, paid)))
             await rt.drain()
+            await _finished(rt, sink.events[mark:], paid, seen)
             charged += await _ledger_ok(billing, paid, seen)
             await billing.reset()
             round_no += 1
-            if outage:
-                # The API recovers while the breaker is open: the next round finds it half open.
+            if _breaker_open(sink):
+                # Time passes while the breaker is open: the next round finds it half open.
                 await asyncio.sleep(OPEN_S)
     elapsed = time.monotonic() - started
     stats = proxy.stats()
     breaker = [e.outcome for e in sink.of_kind("policy") if e.extra.get("policy") == "breaker"]
-    background = [e.outcome for e in sink.of_kind("background")]
     print(
         f"\nchaos: {seen.calls} tool calls in {round_no} rounds, {elapsed:.1f} s; "
         f"outcomes {dict(sorted(seen.outcomes.items()))}; prefetched {seen.prefetched}; "
@@ -301,7 +334,7 @@ async def test_chaos(
         f"slowest answer "
         f"{seen.slowest_over_budget_s * 1000:+.0f} ms against its budget; breaker "
         f"{breaker.count('breaker_opened')} opened / {breaker.count('breaker_closed')} closed; "
-        f"background finishes {background.count('ok')} ok of {len(background)}"
+        f"finished in the background {seen.background}"
     )
     assert seen.problems == [], "\n".join(seen.problems[:20])
     assert seen.calls >= CALLS
@@ -320,4 +353,4 @@ async def test_chaos(
     assert "breaker_closed" in breaker[breaker.index("breaker_opened") :], "and it closed again"
     # The faults did happen, and payments went through all the same.
     assert {"status", "hang", "reset", "garbage", "slow"} <= set(stats.faults)
-    assert charged > 0 and seen.outcomes.get("ok", 0) > seen.calls // 2
+    assert charged > 0 and seen.outcomes.get("ok", 0) > seen.calls // 4

@@ -88,7 +88,7 @@ class AiohttpTransport:
     async def send(self, request: Request, timeout_s: float) -> Response:
         """Send `request` and read the whole answer, giving up after `timeout_s` seconds."""
         session = self._session
-        if session is None or session.closed or self._loop is not asyncio.get_running_loop():
+        if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()
         headers = request.headers
         data: bytes | str | None = None

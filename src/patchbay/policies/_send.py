@@ -20,8 +20,9 @@ class AuthPolicy:
         self._auth = authenticator
 
     async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
-        response = await next(await self._auth.apply(request), exchange)
-        if response.status == 401 and await self._auth.on_unauthorized():
+        sent = await self._auth.apply(request)
+        response = await next(sent, exchange)
+        if response.status == 401 and await self._auth.on_unauthorized(sent):
             response = await next(await self._auth.apply(request), exchange)
         return response
 

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
 ParamFormat = Literal["e164", "email", "date", "date-time", "uri"]
+
+
+_REFERENCE = re.compile(r"[a-z][a-z0-9+.-]*:\S+")
+
+
+def _reference(value: str) -> str:
+    if not _REFERENCE.fullmatch(value):
+        raise ValueError(
+            "must be a secret reference like env:NAME or file:PATH; never put a secret in the config"
+        )
+    return value
+
+
+SecretRef = Annotated[str, AfterValidator(_reference)]
 
 
 class Frozen(BaseModel):
@@ -144,27 +159,27 @@ class QuotaSpec(Frozen):
 
 class ApiKeyAuth(Frozen):
     type: Literal["api_key"]
-    secret: str
+    secret: SecretRef
     header: str | None = "X-API-Key"
     query: str | None = None  # send as this query parameter instead of a header
 
 
 class BearerAuth(Frozen):
     type: Literal["bearer"]
-    secret: str
+    secret: SecretRef
 
 
 class BasicAuth(Frozen):
     type: Literal["basic"]
     username: str
-    secret: str
+    secret: SecretRef
 
 
 class OAuth2Auth(Frozen):
     type: Literal["oauth2"]
     token_url: str
     client_id: str
-    secret: str  # the client secret reference
+    secret: SecretRef  # the client secret reference
     scope: str | None = None
     audience: str | None = None
     refresh_before_s: float = Field(default=30.0, ge=0)
@@ -173,7 +188,7 @@ class OAuth2Auth(Frozen):
 class JwtAuth(Frozen):
     type: Literal["jwt"]
     algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
-    secret: str  # HMAC secret or PEM private key reference
+    secret: SecretRef  # HMAC secret or PEM private key reference
     claims: dict[str, Any] = Field(default_factory=dict)
     ttl_s: float = Field(default=60.0, gt=0)
     key_id: str | None = None
@@ -182,9 +197,9 @@ class JwtAuth(Frozen):
 
 class MtlsAuth(Frozen):
     type: Literal["mtls"]
-    cert: str  # reference to a PEM client certificate
-    key: str  # reference to its PEM private key
-    ca: str | None = None  # reference to a PEM CA bundle to verify the server
+    cert: SecretRef  # reference to a PEM client certificate
+    key: SecretRef  # reference to its PEM private key
+    ca: SecretRef | None = None  # reference to a PEM CA bundle to verify the server
 
 
 AuthSpec = Annotated[
@@ -214,7 +229,7 @@ class TenantOverride(Frozen):
 
     base_url: str | None = None
     auth: AuthSpec | None = None
-    secret: str | None = None  # shorthand: same auth type, another secret
+    secret: SecretRef | None = None  # shorthand: same auth type, another secret
     rate_limit: RateLimitSpec | None = None
     quota: QuotaSpec | None = None
 
@@ -308,11 +323,11 @@ class Tool(Frozen):
 class GatewayAuth(Frozen):
     """How gateway callers authenticate."""
 
-    bearer: str | None = None  # secret reference for `Authorization: Bearer`
+    bearer: SecretRef | None = None  # secret reference for `Authorization: Bearer`
     open: bool = False  # explicitly accept unauthenticated callers
-    retell_api_key: str | None = None  # secret reference, verifies X-Retell-Signature
-    elevenlabs_secret: str | None = None
-    vapi_secret: str | None = None  # secret reference, compared with X-Vapi-Secret
+    retell_api_key: SecretRef | None = None  # secret reference, verifies X-Retell-Signature
+    elevenlabs_secret: SecretRef | None = None
+    vapi_secret: SecretRef | None = None  # secret reference, compared with X-Vapi-Secret
 
 
 class GatewaySpec(Frozen):
