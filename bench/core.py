@@ -94,13 +94,14 @@ async def bench_core(rounds: int = 3, n: int = 300, total: int = 2000) -> dict[s
         env = {**os.environ, "BILLING_URL": server.url, "BILLING_API_KEY": server.api_key}
         os.environ["BILLING_API_KEY"] = server.api_key
         config = load_config(EXAMPLE, env=env)
-        devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below, events are written
+        devnull = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 - a null device does not block
         connector = aiohttp.TCPConnector(limit=100)
         async with (
             aiohttp.ClientSession(connector=connector) as session,
             ToolRuntime(config, sinks=[JsonLinesSink(devnull)]) as runtime,
         ):
-            floor, ours = hand_written(session, server.url, server.api_key), through_patchbay(runtime)
+            floor = hand_written(session, server.url, server.api_key)
+            ours = through_patchbay(runtime)
             await sequential(floor, 50)
             await sequential(ours, 50)
             seq_f, seq_p, thr_f, thr_p = [], [], [], []

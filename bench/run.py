@@ -12,15 +12,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from core import bench_core, report_core  # noqa: E402
-from gateway import bench_gateway  # noqa: E402
-from resilience import (  # noqa: E402
+from core import bench_core, report_core
+from resilience_hang import bench_hang
+
+from gateway import bench_gateway
+from resilience import (
     bench_breaker_cache,
     bench_redis_overhead,
     report_breaker_cache,
     report_redis_overhead,
 )
-from resilience_hang import bench_hang  # noqa: E402
 
 
 async def _core() -> None:

@@ -3,7 +3,7 @@
 PatchbayError
 ├── ConfigError                 a config file or Python tool definition is wrong (has `location`)
 ├── SecretError                 a secret reference cannot be resolved (never carries the value)
-├── StateError                  the state store failed (patchbay.state: StateUnavailable, StateTypeError)
+├── StateError                  the state store failed (StateUnavailable, StateTypeError)
 └── ToolError                   a tool call failed; `code` is one of the result error codes
     ├── InvalidArguments        code invalid_arguments; `fields` maps field -> words for the LLM
     ├── OperationNotAllowed     code internal; a handler asked for an undeclared method/path

@@ -114,7 +114,7 @@ def test_serve_stops_with_one_line_when_a_gateway_secret_is_missing(
 async def test_served_gateway_speaks_mcp_at_slash_mcp(
     gateway_process: tuple[subprocess.Popen[bytes], str],
 ) -> None:
-    proc, url = gateway_process
+    _, url = gateway_process
     async with aiohttp.ClientSession() as session:
         await _wait_healthy(session, url)
     async with (

@@ -34,7 +34,9 @@ async def proxy(billing: BillingServer) -> AsyncIterator[FaultProxy]:
 
 
 @pytest.fixture
-def env(billing: BillingServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(
+    billing: BillingServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     # The env: secret provider reads the process environment, as it does in production.
     monkeypatch.setenv("BILLING_API_KEY", billing.api_key)
     return {**os.environ, "BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}
@@ -52,13 +54,17 @@ RuntimeFactory = Callable[..., ToolRuntime]
 async def make_runtime(env: dict[str, str]) -> AsyncIterator[RuntimeFactory]:
     made: list[ToolRuntime] = []
 
-    def make(text: str | None = None, *, fast: bool = True, sink: MemorySink | None = None) -> ToolRuntime:
+    def make(
+        text: str | None = None, *, fast: bool = True, sink: MemorySink | None = None
+    ) -> ToolRuntime:
         cfg = (
             load_config(EXAMPLE_DIR / "patchbay.yaml", env=env)
             if text is None
             else load_config_text(text, base_dir=EXAMPLE_DIR, env=env)
         )
-        rt = ToolRuntime(cfg, sinks=[sink] if sink else [], sleep=_no_sleep if fast else asyncio.sleep)
+        rt = ToolRuntime(
+            cfg, sinks=[sink] if sink else [], sleep=_no_sleep if fast else asyncio.sleep
+        )
         made.append(rt)
         return rt
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-
-from patchbay import CallContext
-from patchbay.observe import MemorySink
-from patchbay.testing import BillingServer, Fault, FaultProxy
-
 from collections.abc import Callable
 
-from patchbay import ToolRuntime
+from patchbay import CallContext, ToolRuntime
+from patchbay.observe import MemorySink
+from patchbay.testing import BillingServer, Fault, FaultProxy
 
 RuntimeFactory = Callable[..., ToolRuntime]
 
@@ -198,7 +195,9 @@ async def test_payment_after_a_lost_response_charges_once(
 async def test_post_without_idempotency_key_is_not_resent(
     make_runtime: RuntimeFactory, proxy: FaultProxy, billing: BillingServer
 ) -> None:
-    text = tight() + """
+    text = (
+        tight()
+        + """
   raw_payment:
     integration: billing
     description: Pay without a key.
@@ -210,6 +209,7 @@ async def test_post_without_idempotency_key_is_not_resent(
       body: {invoice_id: "{args.invoice_id}", amount: 1, customer_id: cus_8F2kLq,
              payment_method_id: pm_card_visa4242}
 """
+    )
     proxy.add(Fault("status", status=503, method="POST"))
     rt = make_runtime(text)
     result = await rt.call_tool("raw_payment", {"invoice_id": "inv_1001"}, "c-nokey")

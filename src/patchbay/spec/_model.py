@@ -18,7 +18,8 @@ _REFERENCE = re.compile(r"[a-z][a-z0-9+.-]*:\S+")
 def _reference(value: str) -> str:
     if not _REFERENCE.fullmatch(value):
         raise ValueError(
-            "must be a secret reference like env:NAME or file:PATH; never put a secret in the config"
+            "must be a secret reference like env:NAME or file:PATH; "
+            "never put a secret in the config"
         )
     return value
 
