@@ -63,7 +63,7 @@ async def _timed(rt: ToolRuntime, i: int) -> float:
     return elapsed
 
 
-def _summary(name: str, latencies_ms: list[float], budget_ms: float) -> dict[str, float]:
+def _summary(latencies_ms: list[float], budget_ms: float) -> dict[str, float]:
     ordered = sorted(latencies_ms)
     return {
         "calls": float(len(ordered)),
@@ -93,8 +93,8 @@ async def bench_hang(
                 batch = range(calls + r * concurrency, calls + (r + 1) * concurrency)
                 concurrent += await asyncio.gather(*(_timed(rt, i) for i in batch))
     results: dict[str, Any] = {
-        "sequential": _summary("sequential", sequential, budget_ms),
-        f"{concurrency} at once": _summary("concurrent", concurrent, budget_ms),
+        "sequential": _summary(sequential, budget_ms),
+        f"{concurrency} at once": _summary(concurrent, budget_ms),
         "target_p99_ms": budget_ms + TARGET_MARGIN_MS,
     }
     if not quiet:
@@ -104,7 +104,8 @@ async def bench_hang(
             print(
                 f"hung API, budget {budget_ms:.0f} ms, {name} ({s['calls']:.0f} calls): "
                 f"p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms "
-                f"({s['p99_over_budget_ms']:+.1f} ms against the budget), max {s['max_ms']:.1f} ms; "
+                f"({s['p99_over_budget_ms']:+.1f} ms against the budget), "
+                f"max {s['max_ms']:.1f} ms; "
                 f"target p99 <= {results['target_p99_ms']:.0f} ms: {verdict}",
                 flush=True,
             )

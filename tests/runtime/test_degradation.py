@@ -9,7 +9,9 @@ import pytest
 
 from patchbay import CallContext, ToolRuntime
 from patchbay._errors import ConfigErrors
+from patchbay.http import Response
 from patchbay.observe import MemorySink
+from patchbay.runtime._outcomes import describe_response
 from patchbay.spec import load_config_text
 from patchbay.testing import BillingServer, Fault, FaultProxy
 
@@ -233,3 +235,17 @@ def test_builtin_tools_in_the_config(env: dict[str, str]) -> None:
         with pytest.raises(ConfigErrors) as info:
             load_config_text(head + tool, env=env)
         assert [(e.location, e.message) for e in info.value.errors] == [expected]
+
+
+def test_what_a_finished_write_answered(env: dict[str, str]) -> None:
+    config = load_config_text(CONFIG, base_dir=EXAMPLE_DIR, env=env)
+    pay = config.tools["create_payment"]
+    body = b'{"status":"completed","confirmation_number":"PAY-1","amount":5,"invoice_id":"i"}'
+    assert describe_response(Response(201, {}, body), pay) == (
+        "ok",
+        {"confirmation_number": "PAY-1", "amount": 5},
+    )
+    # A 2xx that is not JSON may come from a proxy that never forwarded: nobody knows.
+    assert describe_response(Response(200, {}, b"<html>oops"), pay) == ("unresolved", None)
+    assert describe_response(Response(404, {}, b"{}"), pay) == ("not_found", None)
+    assert describe_response(Response(503, {}, b""), pay) == ("upstream_unavailable", None)

@@ -94,12 +94,21 @@ class Outcomes:
 
 
 def describe_response(response: Response, tool: Tool) -> tuple[str, Any]:
-    """The outcome word of a finished write's response, and its transformed result when 2xx."""
+    """The outcome word of a finished write's response, and its transformed result when 2xx.
+
+    A 2xx whose body is not JSON proves nothing (a proxy may have made it up): `unresolved`.
+    """
     if response.status >= 300:
         return error_for_status(response.status, "").code.value, None
-    if tool.request is None or not response.body:
+    if not response.body:
+        return "ok", None
+    try:
+        body = response.json()
+    except ToolError:
+        return "unresolved", None
+    if tool.request is None:
         return "ok", None  # a handler's single request: its own result is not the tool's
     try:
-        return "ok", transform_response(tool.response, response.json())
-    except ToolError:
-        return "ok", None  # charged all the same; only the body was unreadable
+        return "ok", transform_response(tool.response, body)
+    except Exception:  # the charge stands whatever the transform thinks of the body
+        return "ok", None
