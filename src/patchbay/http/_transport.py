@@ -75,6 +75,10 @@ class AiohttpTransport:
             trust_env=False,
             raise_for_status=False,
         )
+        # aiohttp resends an idempotent request once when a connection drops; that resend
+        # would skip patchbay's rate limit, breaker and attempt count, so retries stay ours.
+        # (A private switch: aiohttp's own test client turns it off the same way.)
+        self._session._retry_connection = False
         return self._session
 
     def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
