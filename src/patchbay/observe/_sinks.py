@@ -11,6 +11,8 @@ from typing import IO, Any
 from patchbay.observe._events import Event
 from patchbay.observe._redact import Redactor
 
+# One encoder for every line: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name != "extra")
 
 
@@ -41,7 +43,7 @@ class JsonLinesSink:
 
     def emit(self, event: Event) -> None:
         """Write one event."""
-        line = json.dumps(event_dict(event, self._redactor), separators=(",", ":"))
+        line = _encode(event_dict(event, self._redactor))
         stream = self._stream or sys.stderr
         stream.write(line + "\n")
 
@@ -59,7 +61,7 @@ class LoggingSink:
         """Log one event at INFO (skipped cheaply when INFO is off)."""
         if self._logger.isEnabledFor(logging.INFO):
             data = event_dict(event, self._redactor)
-            self._logger.info(json.dumps(data, separators=(",", ":")))
+            self._logger.info(_encode(data))
 
 
 class MemorySink:

@@ -33,12 +33,16 @@ def call_key(call_id: str) -> str:
 
 def args_key(args: Mapping[str, Any]) -> str:
     """Validated arguments as one comparable text (the same arguments, the same text)."""
-    return json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
+    return _encode_sorted(args)
+
+
+# Built once: json.dumps with options builds a new encoder on every call.
+_encode_sorted = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 def state_text(call: CallContext) -> str:
     """A call's state as the JSON the store keeps."""
-    return json.dumps(call.state, sort_keys=True, separators=(",", ":"), default=str)
+    return _encode_sorted(call.state)
 
 
 def prefetch_arguments(tool: Tool, call: CallContext) -> dict[str, Any] | None:
@@ -101,6 +105,13 @@ class CallRegistry:
             return
         pending = self._loads.get(call.id)
         if pending is None:
+            if self._store.backend == "memory":
+                # Memory answers without suspending, so no concurrent load can interleave:
+                # skip the task (and the loop turn it costs) that dedupes remote loads.
+                done = self._loads[call.id] = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                await self._load(call)
+                return
             pending = self._loads[call.id] = asyncio.ensure_future(self._load(call))
         await asyncio.shield(pending)
 

@@ -32,7 +32,7 @@ from patchbay.runtime._result import ErrorInfo, ToolCall, ToolResult
 from patchbay.spec import Config, Tool, load_config, resolve_handler
 from patchbay.spec._call import CallContext
 from patchbay.state import StateError, StateStore
-from patchbay.transform import cap_result, error_words, transform_response
+from patchbay.transform import error_words, transform_response
 from patchbay.validate import validate_arguments_async
 
 log = logging.getLogger("patchbay.runtime")
@@ -315,7 +315,7 @@ class ToolRuntime:
             handler = self._handlers.get(tool.name) or resolve_handler(self.config, tool)
             client = HandlerClient(self._pipelines.operations(tool), exchange, send, self._body)
             value = await handler(HandlerContext(exchange.call, client, tool.name), **args)
-            return cap_result(transform_response(tool.response, value), tool.response.max_chars)
+            return transform_response(tool.response, value)  # converts and caps handler output
         request: Request = build_request(tool, exchange.integration, args, exchange.call)
         if request.idempotency_key is not None:
             exchange.notes["idempotency_key"] = request.idempotency_key

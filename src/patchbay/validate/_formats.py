@@ -6,6 +6,7 @@ words an LLM can act on (what is wrong and what to ask the caller for).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from datetime import date, datetime
@@ -39,6 +40,9 @@ _PHONE_REASONS = {
 }
 
 
+# Parsing costs tens of microseconds and a call repeats the caller's number: keep a small,
+# bounded cache (the numbers it holds are already in the live calls' contexts).
+@functools.lru_cache(maxsize=1024)
 def normalize_phone(value: str, region: str = "US") -> str:
     """A phone number in E.164 (`+15551234567`); numbers without `+` are read in `region`."""
     try:
