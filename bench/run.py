@@ -30,13 +30,11 @@ async def _core() -> None:
 
 
 async def _resilience() -> None:
-    for line in report_breaker_cache(await bench_breaker_cache()):
-        print(line, flush=True)
+    await bench_breaker_cache()  # prints its own lines
 
 
 async def _redis() -> None:
-    for line in report_redis_overhead(await bench_redis_overhead()):
-        print(line, flush=True)
+    await bench_redis_overhead()  # prints its own lines
 
 
 async def _hang() -> None:

@@ -6,6 +6,7 @@ outside its integration (path segments, hosts, header injection) is tested witho
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -152,10 +153,18 @@ def join_url(base_url: str, prefix: str | None, path: str) -> str:
     if not path.startswith("/"):
         path = "/" + path
     url = f"{base}{pre}{path}"
-    b, u = urlsplit(base), urlsplit(url)
-    if (u.scheme, u.netloc) != (b.scheme, b.netloc) or not u.path.startswith(b.path):
+    scheme, netloc, root = _split_base(base)
+    u = urlsplit(url)
+    if (u.scheme, u.netloc) != (scheme, netloc) or not u.path.startswith(root):
         raise InvalidArguments("That request would leave the API.", fields={"path": "not allowed"})
     return url
+
+
+@functools.lru_cache(maxsize=256)
+def _split_base(base: str) -> tuple[str, str, str]:
+    # A config has a handful of base URLs: split each once, not on every request.
+    b = urlsplit(base)
+    return b.scheme, b.netloc, b.path
 
 
 def build_request(

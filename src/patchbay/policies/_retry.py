@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from patchbay._errors import DeadlineExceeded, RateLimited, UpstreamUnavailable
 from patchbay.http._types import Request, Response, TransportError
-from patchbay.observe._events import Event
 from patchbay.policies._base import Exchange, Send
 from patchbay.policies._classify import is_retryable_status, may_resend, parse_retry_after
+from patchbay.policies._shared import emit
 from patchbay.spec._model import RetrySpec
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -70,17 +70,5 @@ class RetryPolicy:
                 if timed_out:
                     raise DeadlineExceeded("The system took too long to answer.")
                 raise UpstreamUnavailable("The system is not answering in time.", retryable=True)
-            exchange.event(
-                Event(
-                    kind="policy",
-                    tool=exchange.tool.name,
-                    call_id=exchange.call.id,
-                    integration=exchange.integration.name,
-                    method=request.method,
-                    path=request.path_template,
-                    attempt=attempt,
-                    outcome="retry",
-                    extra={"wait_s": round(wait, 3)},
-                )
-            )
+            emit(exchange, request, "retry", wait_s=round(wait, 3))
             await self._sleep(wait)
