@@ -19,8 +19,6 @@ from gateway import bench_gateway
 from resilience import (
     bench_breaker_cache,
     bench_redis_overhead,
-    report_breaker_cache,
-    report_redis_overhead,
 )
 
 
