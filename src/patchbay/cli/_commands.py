@@ -13,6 +13,7 @@ from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit
 from patchbay.observe import JsonLinesSink
 from patchbay.runtime import ToolCall, ToolRuntime
 from patchbay.spec import CallContext, SchemaFormat, export_tools
+from patchbay.state import StateError
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help=CONFIG_HELP)]
 
@@ -62,7 +63,10 @@ def call(
             result = await runtime.execute(ToolCall(tool, arguments, ctx))
         return json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
 
-    print(asyncio.run(run()))
+    try:
+        print(asyncio.run(run()))
+    except StateError as exc:
+        fail(f"state: {exc}")
 
 
 def _json_object(text: str, option: str) -> dict[str, object]:
