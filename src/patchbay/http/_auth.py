@@ -6,6 +6,7 @@ fresh credentials makes sense. Secrets are resolved lazily through a `SecretReso
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import contextvars
@@ -84,7 +85,7 @@ class NoAuth:
         """Nothing to release."""
 
 
-class _Credential:
+class _Credential(abc.ABC):
     """Shared logic: remember what each task sent, and decide on a 401."""
 
     def _sent_by(self, request: Request | None) -> str | None:
@@ -96,10 +97,11 @@ class _Credential:
     def _mark(self, value: str) -> None:
         _sent.set((id(self), value))
 
+    @abc.abstractmethod
     def _credential_in(self, request: Request) -> str | None:
-        raise NotImplementedError
+        """The credential a sent request carries, to compare with the current one."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - most credentials hold nothing to release
         """Nothing to release."""
 
 

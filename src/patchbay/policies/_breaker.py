@@ -63,7 +63,7 @@ class _View:
             if len(parts) == 2 and parts[0] == b"c":
                 return cls(raw, int(parts[1]), None, read_at)
         except ValueError:
-            pass
+            pass  # an unreadable value is read as closed, like an absent one
         return cls(raw, 0, None, read_at)  # absent or unreadable: closed
 
 

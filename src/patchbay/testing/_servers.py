@@ -178,7 +178,7 @@ class BillingServer:
                     if answer.status == 200:
                         return
             except (OSError, urllib.error.URLError):
-                pass
+                pass  # not listening yet: poll again
             if time.monotonic() > deadline:
                 raise TimeoutError(f"billing service not answering after {self.startup_timeout_s}s")
             time.sleep(0.02)
