@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis
+
+from patchbay.testing import BillingServer, FaultProxy
 
 _LOCAL_REDIS = ("127.0.0.1", 6379)
 # A database other than 0 keeps test keys away from whatever a developer keeps in the default.
@@ -115,3 +118,25 @@ def redis_key_prefix(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+# The example billing API behind a fault-injecting proxy, for runtime and resilience tests.
+@pytest.fixture
+async def billing() -> AsyncIterator[BillingServer]:
+    async with BillingServer(in_process=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def proxy(billing: BillingServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(billing.url) as p:
+        yield p
+
+
+@pytest.fixture
+def env(
+    billing: BillingServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    # The env: secret provider reads the process environment, as it does in production.
+    monkeypatch.setenv("BILLING_API_KEY", billing.api_key)
+    return {**os.environ, "BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,34 +11,12 @@ import pytest
 from patchbay import ToolRuntime
 from patchbay.observe import MemorySink
 from patchbay.spec import Config, load_config, load_config_text
-from patchbay.testing import BillingServer, FaultProxy
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "billing"
 
 
 async def _no_sleep(_: float) -> None:
     return None
-
-
-@pytest.fixture
-async def billing() -> AsyncIterator[BillingServer]:
-    async with BillingServer(in_process=True) as server:
-        yield server
-
-
-@pytest.fixture
-async def proxy(billing: BillingServer) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(billing.url) as p:
-        yield p
-
-
-@pytest.fixture
-def env(
-    billing: BillingServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    # The env: secret provider reads the process environment, as it does in production.
-    monkeypatch.setenv("BILLING_API_KEY", billing.api_key)
-    return {**os.environ, "BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}
 
 
 @pytest.fixture

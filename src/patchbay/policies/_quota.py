@@ -43,59 +43,59 @@ class QuotaPolicy:
     async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
         tool, integration = exchange.tool, exchange.integration
         base = f"quota:{scope(exchange)}"
+        call = exchange.call.id
         tool_limit = tool.quota.per_call if tool.quota else None
         if tool_limit is not None and _TOOL_NOTE not in exchange.notes:
-            used = await self._count(f"{base}:tool:{tool.name}:call:{exchange.call.id}")
-            exchange.notes[_TOOL_NOTE] = used
-            if used > tool_limit:
-                self._refuse(
-                    exchange,
-                    request,
-                    "per_call",
-                    tool_limit,
-                    f"{tool.name} was already called {tool_limit} times in this call; stop "
-                    "calling it and tell the caller what happened.",
-                )
+            await self._check(
+                exchange, request, f"{base}:tool:{tool.name}:call:{call}", _CALL_TTL_S,
+                "per_call", tool_limit, _TOOL_NOTE,
+                f"{tool.name} was already called {tool_limit} times in this call; stop "
+                "calling it and tell the caller what happened.",
+            )  # fmt: skip
         call_limit = integration.quota.per_call if integration.quota else None
         if call_limit is not None and _INTEGRATION_NOTE not in exchange.notes:
-            used = await self._count(f"{base}:call:{exchange.call.id}")
-            exchange.notes[_INTEGRATION_NOTE] = used
-            if used > call_limit:
-                self._refuse(
-                    exchange,
-                    request,
-                    "per_call",
-                    call_limit,
-                    f"{integration.name} was already used {call_limit} times in this call; "
-                    "stop calling its tools and tell the caller what happened.",
-                )
+            await self._check(
+                exchange, request, f"{base}:call:{call}", _CALL_TTL_S,
+                "per_call", call_limit, _INTEGRATION_NOTE,
+                f"{integration.name} was already used {call_limit} times in this call; "
+                "stop calling its tools and tell the caller what happened.",
+            )  # fmt: skip
         day_limit = integration.quota.per_day if integration.quota else None
+        if day_limit is not None:
+            await self._check(
+                exchange, request, f"{base}:day:{self._day()}", _DAY_TTL_S,
+                "per_day", day_limit, None,
+                f"Today's limit of {day_limit} requests to {integration.name} is used "
+                "up; tell the caller it cannot be done now and offer another way.",
+            )  # fmt: skip
         tool_day_limit = tool.quota.per_day if tool.quota else None
-        if day_limit is not None or tool_day_limit is not None:
-            day = self._day()
-            if day_limit is not None:
-                used = await self._count(f"{base}:day:{day}", _DAY_TTL_S)
-                if used > day_limit:
-                    self._refuse(
-                        exchange,
-                        request,
-                        "per_day",
-                        day_limit,
-                        f"Today's limit of {day_limit} requests to {integration.name} is used "
-                        "up; tell the caller it cannot be done now and offer another way.",
-                    )
-            if tool_day_limit is not None:
-                used = await self._count(f"{base}:tool:{tool.name}:day:{day}", _DAY_TTL_S)
-                if used > tool_day_limit:
-                    self._refuse(
-                        exchange,
-                        request,
-                        "per_day",
-                        tool_day_limit,
-                        f"{tool.name} reached its limit of {tool_day_limit} uses today; tell "
-                        "the caller it cannot be done now and offer another way.",
-                    )
+        if tool_day_limit is not None:
+            await self._check(
+                exchange, request, f"{base}:tool:{tool.name}:day:{self._day()}", _DAY_TTL_S,
+                "per_day", tool_day_limit, None,
+                f"{tool.name} reached its limit of {tool_day_limit} uses today; tell "
+                "the caller it cannot be done now and offer another way.",
+            )  # fmt: skip
         return await next(request, exchange)
+
+    async def _check(
+        self,
+        exchange: Exchange,
+        request: Request,
+        key: str,
+        ttl_s: float,
+        kind: str,
+        limit: int,
+        note: str | None,
+        words: str,
+    ) -> None:
+        """Count one use on `key`; refuse with `words` past `limit` (noting the count first)."""
+        used = await self._store.incr(key, 1, ttl_s=ttl_s)
+        if note is not None:
+            exchange.notes[note] = used
+        if used > limit:
+            emit(exchange, request, "quota_exceeded", policy="quota", quota=kind, limit=limit)
+            raise QuotaExceeded(words, tool=exchange.tool.name, call_id=exchange.call.id)
 
     def _day(self) -> str:
         # Formatting a date costs more than the rest of the check: once per UTC day.
@@ -104,11 +104,3 @@ class QuotaPolicy:
             self._day_number = number
             self._day_text = datetime.fromtimestamp(number * 86400, UTC).strftime("%Y-%m-%d")
         return self._day_text
-
-    async def _count(self, key: str, ttl_s: float = _CALL_TTL_S) -> int:
-        return await self._store.incr(key, 1, ttl_s=ttl_s)
-
-    @staticmethod
-    def _refuse(exchange: Exchange, request: Request, kind: str, limit: int, words: str) -> None:
-        emit(exchange, request, "quota_exceeded", policy="quota", quota=kind, limit=limit)
-        raise QuotaExceeded(words, tool=exchange.tool.name, call_id=exchange.call.id)
