@@ -46,3 +46,16 @@ async def test_expired_keys_nobody_reads_are_dropped() -> None:
     await store.set("trigger", b"v")
     assert await store.hgetall("nothing") == {}
     assert len(store._data) == 2  # "kept" and "trigger"
+
+
+async def test_deleted_keys_with_long_ttls_do_not_pile_up() -> None:
+    # A gateway ends thousands of calls a day, each with state kept for a day.
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    for i in range(20_000):
+        await store.set(f"call:{i}", b"{}", ttl_s=86400)
+        await store.delete(f"call:{i}")
+    await store.set("kept", b"v", ttl_s=10)
+    assert len(store._expiries) < 2_100  # a few thousand stale entries at most, not 20,000
+    clock.now += 10
+    assert await store.get("kept") is None

@@ -126,7 +126,8 @@ class _StaticAuth(_Credential):
         self._rendered: tuple[tuple[Secret, ...], str] | None = None
 
     async def _current(self) -> str:
-        values = tuple([await self._secrets.resolve(ref) for ref in self._refs])
+        secrets = self._secrets
+        values = tuple([secrets.cached(ref) or await secrets.resolve(ref) for ref in self._refs])
         rendered = self._rendered
         # the resolver hands out the same Secret objects until a value is re-read
         if rendered is None or any(a is not b for a, b in zip(rendered[0], values, strict=True)):

@@ -158,11 +158,18 @@ class SecretResolver:
             raise SecretError(_LITERAL)
         return match.group(1), match.group(2)
 
-    async def resolve(self, ref: str) -> Secret:
-        """The secret `ref` names, from the cache while it is fresh."""
+    def cached(self, ref: str) -> Secret | None:
+        """The secret `ref` names if the cache holds it fresh (no I/O), else None."""
         cached = self._cache.get(ref)
         if cached is not None and (self._ttl is None or self._clock() < cached[1]):
             return cached[0]
+        return None
+
+    async def resolve(self, ref: str) -> Secret:
+        """The secret `ref` names, from the cache while it is fresh."""
+        found = self.cached(ref)
+        if found is not None:
+            return found
         pending = self._pending.get(ref)
         if pending is None:
             pending = asyncio.ensure_future(self._fetch(ref))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+import msgspec
 
 EventKind = Literal["tool_call", "attempt", "policy", "background", "state"]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing that happened, with only safe, structured fields (no bodies, no headers)."""
+class Event(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One thing that happened, with only safe, structured fields (no bodies, no headers).
+
+    A frozen msgspec Struct rather than a dataclass: three or more are built and written on
+    every tool call, and a Struct builds and encodes to JSON several times faster.
+    """
 
     kind: EventKind
     tool: str
@@ -25,8 +29,8 @@ class Event:
     latency_ms: float | None = None
     attempt: int | None = None
     outcome: str | None = None  # ok, an error code, retry, cached, stale, ...
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    ts: float = field(default_factory=time.time)
+    extra: Mapping[str, Any] = msgspec.field(default_factory=dict)
+    ts: float = msgspec.field(default_factory=time.time)
 
 
 class EventSink(Protocol):

@@ -51,6 +51,11 @@ class Redactor:
         value = _EMAIL.sub(REDACTED, value)
         return _PHONE.sub(REDACTED, value)
 
+    @staticmethod
+    def sensitive(key: str) -> bool:
+        """Whether values under this key are dropped whole (credentials, caller contact)."""
+        return key.lower() in _SENSITIVE_KEYS
+
     def data(self, value: Any, key: str | None = None) -> Any:
         """Redact a JSON-like value; values under sensitive keys are dropped whole."""
         if key is not None and key.lower() in _SENSITIVE_KEYS and value is not None:

@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import sys
+from collections.abc import Mapping
 from typing import IO, Any
+
+import msgspec
 
 from patchbay.observe._events import Event
 from patchbay.observe._redact import Redactor
 
-# One encoder for every line: json.dumps with options builds a new encoder per call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-_FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name != "extra")
+# Omits empty fields (omit_defaults on Event); anything unexpected in `extra` becomes text.
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+_FIELDS = tuple(name for name in Event.__struct_fields__ if name != "extra")
+_PLAIN = (bool, int, float, type(None))
+
+
+def _clean(event: Event, redactor: Redactor | None) -> Event:
+    """The event with its `extra` (the only free-form part) redacted, when it needs it.
+
+    The other fields are identifiers from the config (tool, integration, path template) or
+    numbers, never request data, so only `extra` needs scrubbing; flags and counts under
+    harmless keys (the usual `extra`) are left as they are without copying.
+    """
+    extra = event.extra
+    if not extra or redactor is None or _harmless(extra):
+        return event
+    return msgspec.structs.replace(event, extra=redactor.data(dict(extra)))
+
+
+def _harmless(extra: Mapping[str, Any]) -> bool:
+    return all(type(v) in _PLAIN and not Redactor.sensitive(k) for k, v in extra.items())
 
 
 def event_dict(event: Event, redactor: Redactor | None = None) -> dict[str, Any]:
-    """An event as a dict without empty fields; `extra` (the only free-form part) redacted.
-
-    The other fields are identifiers from the config (tool, integration, path template) or
-    numbers, never request data, so only `extra` needs scrubbing.
-    """
+    """An event as a dict without empty fields; `extra` redacted."""
+    event = _clean(event, redactor)
     out: dict[str, Any] = {}
     for name in _FIELDS:
         value = getattr(event, name)
         if value is not None:
             out[name] = value
     if event.extra:
-        out["extra"] = redactor.data(dict(event.extra)) if redactor else dict(event.extra)
+        out["extra"] = dict(event.extra)
     return out
+
+
+def event_json(event: Event, redactor: Redactor | None = None) -> str:
+    """An event as one JSON line (no newline), without empty fields; `extra` redacted."""
+    return _encode(_clean(event, redactor)).decode()
 
 
 class JsonLinesSink:
@@ -43,7 +64,7 @@ class JsonLinesSink:
 
     def emit(self, event: Event) -> None:
         """Write one event."""
-        line = _encode(event_dict(event, self._redactor))
+        line = event_json(event, self._redactor)
         stream = self._stream or sys.stderr
         stream.write(line + "\n")
 
@@ -60,8 +81,7 @@ class LoggingSink:
     def emit(self, event: Event) -> None:
         """Log one event at INFO (skipped cheaply when INFO is off)."""
         if self._logger.isEnabledFor(logging.INFO):
-            data = event_dict(event, self._redactor)
-            self._logger.info(_encode(data))
+            self._logger.info(event_json(event, self._redactor))
 
 
 class MemorySink:

@@ -10,6 +10,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from patchbay._errors import ToolError
 from patchbay.http._build import fill
 from patchbay.runtime._result import ToolResult
@@ -31,16 +33,16 @@ def call_key(call_id: str) -> str:
     return f"call:{call_id}"
 
 
-def args_key(args: Mapping[str, Any]) -> str:
+def args_key(args: Mapping[str, Any]) -> bytes:
     """Validated arguments as one comparable text (the same arguments, the same text)."""
     return _encode_sorted(args)
 
 
-# Built once: json.dumps with options builds a new encoder on every call.
-_encode_sorted = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+# Keys sorted so equal states give equal text; anything JSON lacks is written as text.
+_encode_sorted = msgspec.json.Encoder(order="sorted", enc_hook=str).encode
 
 
-def state_text(call: CallContext) -> str:
+def state_text(call: CallContext) -> bytes:
     """A call's state as the JSON the store keeps."""
     return _encode_sorted(call.state)
 
@@ -69,7 +71,7 @@ class CallRegistry:
         self._max_live = max_live
         self._calls: OrderedDict[str, CallContext] = OrderedDict()
         self._loads: dict[str, asyncio.Future[None]] = {}
-        self._prefetch: dict[str, dict[tuple[str, str], asyncio.Task[ToolResult]]] = {}
+        self._prefetch: dict[str, dict[tuple[str, bytes], asyncio.Task[ToolResult]]] = {}
 
     def context(self, call: CallContext | str | None) -> CallContext:
         """The live context for `call`, merging what a newer copy of it says."""
@@ -133,7 +135,7 @@ class CallRegistry:
             call.state.clear()
             call.state.update(merged)
 
-    async def persist(self, call: CallContext, before: str) -> None:
+    async def persist(self, call: CallContext, before: bytes) -> None:
         """Store the call's state if it changed since `before` (its `state_text`)."""
         if call.id.startswith(ADHOC):
             return
@@ -141,17 +143,17 @@ class CallRegistry:
         if after == before:
             return
         try:
-            await self._store.set(call_key(call.id), after.encode(), ttl_s=CALL_STATE_TTL_S)
+            await self._store.set(call_key(call.id), after, ttl_s=CALL_STATE_TTL_S)
         except StateError:
             log.warning("could not store the state of call %s", call.id)
 
     def add_prefetch(
-        self, call_id: str, tool: str, key: str, task: asyncio.Task[ToolResult]
+        self, call_id: str, tool: str, key: bytes, task: asyncio.Task[ToolResult]
     ) -> None:
         """Keep a prefetch's task until a tool call takes it or the call ends."""
         self._prefetch.setdefault(call_id, {})[(tool, key)] = task
 
-    def take_prefetch(self, call_id: str, tool: str, key: str) -> asyncio.Task[ToolResult] | None:
+    def take_prefetch(self, call_id: str, tool: str, key: bytes) -> asyncio.Task[ToolResult] | None:
         """The prefetch of this tool with these arguments, once."""
         waiting = self._prefetch.get(call_id)
         if not waiting:

@@ -12,7 +12,7 @@ from patchbay.http._build import _query, _segment, join_url
 from patchbay.http._types import Request, Response
 from patchbay.policies._base import Exchange
 from patchbay.spec._call import CallContext
-from patchbay.spec._model import Method
+from patchbay.spec._model import Integration, Method
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -40,7 +40,7 @@ class HandlerClient:
     breaker, rate limit, events), and error statuses become the same ToolErrors.
     """
 
-    __slots__ = ("_allowed", "_exchange", "_prefix", "_raise", "_send")
+    __slots__ = ("_allowed", "_exchange", "_headers", "_prefix", "_raise", "_send")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class HandlerClient:
         exchange: Exchange,
         send: Callable[[Request, Exchange], Awaitable[Response]],
         raise_for: Callable[[Response, Exchange], Any],
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._allowed = allowed
         self._exchange = exchange
@@ -55,6 +56,8 @@ class HandlerClient:
         self._raise = raise_for
         pin = exchange.integration.version
         self._prefix = pin.path_prefix if pin else None
+        # Shared by every request of the integration and never changed in place.
+        self._headers = headers if headers is not None else base_headers(exchange.integration)
 
     def _match(self, method: str, path: str) -> Operation:
         for op in self._allowed:
@@ -82,17 +85,15 @@ class HandlerClient:
         """
         if path_params:
             path = _PLACEHOLDER.sub(lambda m: _segment(m.group(1), path_params[m.group(1)]), path)
-        if any(seg in (".", "..") for seg in path.split("/")):
+        if "." in path and any(seg in (".", "..") for seg in path.split("/")):
             raise OperationNotAllowed("Relative path segments are not allowed.")
-        op = self._match(method, path.split("?", 1)[0])
+        op = self._match(method, path.split("?", 1)[0] if "?" in path else path)
         integration = self._exchange.integration
-        headers = dict(integration.headers)
-        if integration.version and integration.version.header and integration.version.value:
-            headers[integration.version.header] = integration.version.value
+        headers = self._headers
         tool = self._exchange.tool
         if idempotency_key is not None:
             header = tool.idempotency.header if tool.idempotency else "Idempotency-Key"
-            headers[header] = idempotency_key
+            headers = {**headers, header: idempotency_key}
         request = Request(
             method=method,
             url=join_url(integration.base_url, self._prefix, path),
@@ -100,7 +101,7 @@ class HandlerClient:
             integration=integration.name,
             tool=tool.name,
             headers=headers,
-            query=_query(dict(params or {})),
+            query=_query(params) if params else (),
             json=json,
             has_body=json is not None,
             idempotency_key=idempotency_key,
@@ -115,6 +116,15 @@ class HandlerClient:
     async def post(self, path: str, **kw: Any) -> Any:
         """POST to a declared operation."""
         return await self.request("POST", path, **kw)
+
+
+def base_headers(integration: Integration) -> dict[str, str]:
+    """The headers every request of an integration carries: its own and its version pin."""
+    headers = dict(integration.headers)
+    pin = integration.version
+    if pin and pin.header and pin.value:
+        headers[pin.header] = pin.value
+    return headers
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from patchbay.policies._quota import QuotaPolicy
 from patchbay.policies._ratelimit import RateLimitPolicy
 from patchbay.policies._retry import RetryPolicy
 from patchbay.policies._send import AuthPolicy, TransportStep
-from patchbay.runtime._handler import Operation
+from patchbay.runtime._handler import Operation, base_headers
 from patchbay.runtime._outcomes import Outcomes, describe_response
 from patchbay.spec import Config, Integration, Tool
 from patchbay.spec._call import CallContext
@@ -56,6 +56,7 @@ class Pipelines:
         self._auth: dict[tuple[str, str | None], Authenticator] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._ops: dict[str, tuple[Operation, ...]] = {}
+        self._headers: dict[tuple[str, str | None], dict[str, str]] = {}
         # One store and one instance of each stateful policy for every integration and tenant.
         self.store = store if store is not None else open_store(config.state)
         self.outcomes = Outcomes(self.store, emitter)
@@ -152,6 +153,14 @@ class Pipelines:
                 if other.integration == name and other.request is not None:
                     ops.append(Operation.of(other.request.method, other.request.path))
             found = self._ops[name] = tuple(ops)
+        return found
+
+    def handler_headers(self, exchange: Exchange) -> dict[str, str]:
+        """The headers of every handler request to the exchange's integration and tenant."""
+        key = (exchange.integration.name, exchange.call.tenant)
+        found = self._headers.get(key)
+        if found is None:
+            found = self._headers[key] = base_headers(exchange.integration)
         return found
 
     def validators(self, tool: Tool) -> list[Callable[..., Any]]:

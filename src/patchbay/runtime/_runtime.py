@@ -219,7 +219,7 @@ class ToolRuntime:
             budget_end = time.monotonic() + tool.budget_s
             try:
                 async with asyncio.timeout(tool.budget_s):
-                    if via is _Via.LLM and tool.prefetch:
+                    if via is _Via.LLM and tool.prefetch and self._calls.prefetching(ctx.id):
                         prefetched = await self._prefetched(tool, args, ctx)
                     if prefetched is not None:
                         value = prefetched.result
@@ -312,8 +312,13 @@ class ToolRuntime:
     async def _run(self, tool: Tool, args: dict[str, Any], exchange: Exchange) -> Any:
         send = self._pipelines.send(exchange)
         if tool.handler is not None:
-            handler = self._handlers.get(tool.name) or resolve_handler(self.config, tool)
-            client = HandlerClient(self._pipelines.operations(tool), exchange, send, self._body)
+            handler = self._handlers.get(tool.name)
+            if handler is None:
+                handler = self._handlers[tool.name] = resolve_handler(self.config, tool)
+            pipes = self._pipelines
+            client = HandlerClient(
+                pipes.operations(tool), exchange, send, self._body, pipes.handler_headers(exchange)
+            )
             value = await handler(HandlerContext(exchange.call, client, tool.name), **args)
             return transform_response(tool.response, value)  # converts and caps handler output
         request: Request = build_request(tool, exchange.integration, args, exchange.call)

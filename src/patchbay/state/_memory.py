@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from patchbay.state._gcra import decode_tat, encode_tat, gcra_params, gcra_reserve
 from patchbay.state._protocol import StateTypeError, check_ttl
 
+_SLACK = 1024  # stale expiries tolerated before the heap is rebuilt
+
 # Written by hand: a dict with a heap of expiries is all this needs, and the cache libraries
 # (cachetools' TTLCache and friends) have one TTL per cache, not one per key.
 
@@ -157,7 +159,19 @@ class MemoryStore:
         self._data[key] = _Entry(value, expires_at)
         if expires_at is not None:
             heapq.heappush(self._expiries, (expires_at, key))
+            if len(self._expiries) > 2 * len(self._data) + _SLACK:
+                self._compact()
         self._sweep(now)
+
+    def _compact(self) -> None:
+        # Deleted and rewritten keys leave their expiries behind: a gateway ending thousands of
+        # calls a day would otherwise hold a day's worth of them. Rebuilt from the live keys.
+        self._expiries = [
+            (entry.expires_at, key)
+            for key, entry in self._data.items()
+            if entry.expires_at is not None
+        ]
+        heapq.heapify(self._expiries)
 
     def _sweep(self, now: float) -> None:
         # Lazy expiry alone would keep keys nobody reads again (one-off idempotency keys).
