@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,pipecat,livekit]"
+	$(PY) -m pip install --quiet -e ".[dev,bench,pipecat,livekit]"
 	touch $(STAMP)
 
 install: $(STAMP)

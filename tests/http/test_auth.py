@@ -25,8 +25,7 @@ from patchbay.http._auth import (
     build_authenticator,
 )
 from patchbay.http._secrets import SecretResolver
-from patchbay.http._transport import AiohttpTransport
-from patchbay.http._types import Request, Response
+from patchbay.http._types import Request, Response, Transport
 from patchbay.spec._model import AuthSpec, BearerAuth, JwtAuth, OAuth2Auth
 
 Serve = Callable[..., Awaitable[str]]
@@ -48,9 +47,7 @@ def get(url: str) -> Request:
     return Request(method="GET", url=url, path_template="/data", integration="it", tool="t")
 
 
-async def seen_by_server(
-    auth: Authenticator, transport: AiohttpTransport, url: str
-) -> dict[str, Any]:
+async def seen_by_server(auth: Authenticator, transport: Transport, url: str) -> dict[str, Any]:
     response = await transport.send(await auth.apply(get(url)), 5.0)
     assert response.status == 200
     result: dict[str, Any] = response.json()
@@ -58,7 +55,7 @@ async def seen_by_server(
 
 
 async def send_with_auth(
-    auth: Authenticator, transport: AiohttpTransport, url: str, *, pass_request: bool = True
+    auth: Authenticator, transport: Transport, url: str, *, pass_request: bool = True
 ) -> Response:
     """What the pipeline's auth step does: apply, send, and on a 401 maybe refresh once."""
     sent = await auth.apply(get(url))
@@ -105,7 +102,7 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> SecretResolver:
     ids=["api_key", "api_key-header", "bearer", "basic"],
 )
 async def test_static_credentials_on_the_wire(
-    transport: AiohttpTransport,
+    transport: Transport,
     echo_url: str,
     secrets: SecretResolver,
     spec: dict[str, Any],
@@ -120,7 +117,7 @@ async def test_static_credentials_on_the_wire(
 
 
 async def test_api_key_in_the_query(
-    transport: AiohttpTransport, echo_url: str, secrets: SecretResolver
+    transport: Transport, echo_url: str, secrets: SecretResolver
 ) -> None:
     spec = auth_spec.validate_python(
         {"type": "api_key", "secret": "env:PB_API_KEY", "query": "key"}
@@ -131,14 +128,14 @@ async def test_api_key_in_the_query(
     assert "X-API-Key" not in seen["headers"]
 
 
-async def test_no_auth_sends_nothing(transport: AiohttpTransport, echo_url: str) -> None:
+async def test_no_auth_sends_nothing(transport: Transport, echo_url: str) -> None:
     auth = build_authenticator(None, SecretResolver(), transport)
     seen = await seen_by_server(auth, transport, f"{echo_url}/data")
     assert "Authorization" not in seen["headers"] and "X-API-Key" not in seen["headers"]
     assert await auth.on_unauthorized() is False
 
 
-def test_a_literal_secret_is_refused_when_building(transport: AiohttpTransport) -> None:
+def test_a_literal_secret_is_refused_when_building(transport: Transport) -> None:
     # The spec refuses literals at load time; the authenticator refuses them again for specs
     # built in code without validation.
     with pytest.raises(ValueError, match="secret reference"):
@@ -149,14 +146,14 @@ def test_a_literal_secret_is_refused_when_building(transport: AiohttpTransport) 
     assert API_KEY not in str(info.value)
 
 
-def test_api_key_needs_a_header_or_query(transport: AiohttpTransport) -> None:
+def test_api_key_needs_a_header_or_query(transport: Transport) -> None:
     spec = auth_spec.validate_python({"type": "api_key", "secret": "env:X", "header": None})
     with pytest.raises(ConfigError):
         build_authenticator(spec, SecretResolver(), transport)
 
 
 async def test_a_rotated_key_is_retried_once_an_unchanged_one_is_not(
-    transport: AiohttpTransport, serve: Serve, tmp_path: Path
+    transport: Transport, serve: Serve, tmp_path: Path
 ) -> None:
     async def only_new_key(req: web.Request) -> web.Response:
         ok = req.headers.get("X-API-Key") == "key-two"
@@ -226,7 +223,7 @@ def oauth_spec(base: str, **kw: Any) -> OAuth2Auth:
 
 
 async def test_oauth2_fetches_one_token_for_many_requests(
-    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver
+    transport: Transport, serve: Serve, secrets: SecretResolver
 ) -> None:
     server = TokenServer()
     base = await server.start(serve)
@@ -250,7 +247,7 @@ async def test_oauth2_fetches_one_token_for_many_requests(
 
 
 async def test_oauth2_concurrent_first_callers_share_one_fetch(
-    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver
+    transport: Transport, serve: Serve, secrets: SecretResolver
 ) -> None:
     server = TokenServer()
     base = await server.start(serve)
@@ -264,7 +261,7 @@ async def test_oauth2_concurrent_first_callers_share_one_fetch(
 
 @pytest.mark.parametrize("expires_in", [300, "300"], ids=["number", "string"])
 async def test_oauth2_refreshes_before_expiry(
-    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver, expires_in: int | str
+    transport: Transport, serve: Serve, secrets: SecretResolver, expires_in: int | str
 ) -> None:
     server = TokenServer(expires_in=expires_in)
     base = await server.start(serve)
@@ -292,7 +289,7 @@ async def test_oauth2_refreshes_before_expiry(
 
 
 async def test_a_failed_early_refresh_keeps_the_token_and_backs_off(
-    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver
+    transport: Transport, serve: Serve, secrets: SecretResolver
 ) -> None:
     server = TokenServer(expires_in=300)
     base = await server.start(serve)
@@ -317,7 +314,7 @@ async def test_a_failed_early_refresh_keeps_the_token_and_backs_off(
 
 @pytest.mark.parametrize("pass_request", [True, False], ids=["sent-request", "task-context"])
 async def test_oauth2_401_refreshes_once_for_many_requests_then_succeeds(
-    transport: AiohttpTransport, serve: Serve, secrets: SecretResolver, pass_request: bool
+    transport: Transport, serve: Serve, secrets: SecretResolver, pass_request: bool
 ) -> None:
     server = TokenServer()
     base = await server.start(serve)
@@ -342,7 +339,7 @@ async def test_oauth2_401_refreshes_once_for_many_requests_then_succeeds(
     ids=["refused", "no-token", "down"],
 )
 async def test_token_endpoint_failures_are_words_without_secrets(
-    transport: AiohttpTransport,
+    transport: Transport,
     serve: Serve,
     secrets: SecretResolver,
     caplog: pytest.LogCaptureFixture,
@@ -377,7 +374,7 @@ def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
 
 @pytest.mark.parametrize("algorithm", ["HS256", "RS256", "ES256"])
 async def test_jwt_is_verifiable_by_the_server(
-    transport: AiohttpTransport,
+    transport: Transport,
     serve: Serve,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

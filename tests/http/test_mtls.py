@@ -19,8 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from patchbay.http._auth import build_authenticator
 from patchbay.http._secrets import SecretResolver
-from patchbay.http._transport import AiohttpTransport
-from patchbay.http._types import Request, TransportError
+from patchbay.http._types import Request, Transport, TransportError
 from patchbay.spec._model import MtlsAuth
 
 Serve = Callable[..., Awaitable[str]]
@@ -151,7 +150,7 @@ def _leftover_tls_dirs() -> set[Path]:
 
 
 async def test_the_client_certificate_opens_the_door(
-    transport: AiohttpTransport, mtls_url: str, secrets: SecretResolver
+    transport: Transport, mtls_url: str, secrets: SecretResolver
 ) -> None:
     before = _leftover_tls_dirs()
     spec = MtlsAuth(type="mtls", cert="file:client.pem", key="env:PB_CLIENT_KEY", ca="env:PB_CA")
@@ -167,8 +166,10 @@ async def test_the_client_certificate_opens_the_door(
     assert await auth.on_unauthorized(sent) is False
 
 
-async def test_without_a_client_certificate_the_server_refuses(mtls_url: str, pki: Pki) -> None:
-    trusting = AiohttpTransport(ssl_context=ssl.create_default_context(cadata=pki.ca.cert))
+async def test_without_a_client_certificate_the_server_refuses(
+    mtls_url: str, pki: Pki, transport_class: Callable[..., Transport]
+) -> None:
+    trusting = transport_class(ssl_context=ssl.create_default_context(cadata=pki.ca.cert))
     try:
         with pytest.raises(TransportError):
             await trusting.send(whoami(mtls_url), 5.0)
@@ -177,7 +178,7 @@ async def test_without_a_client_certificate_the_server_refuses(mtls_url: str, pk
 
 
 async def test_a_certificate_from_another_ca_is_refused(
-    transport: AiohttpTransport, mtls_url: str, secrets: SecretResolver
+    transport: Transport, mtls_url: str, secrets: SecretResolver
 ) -> None:
     spec = MtlsAuth(
         type="mtls", cert="env:PB_STRANGER_CERT", key="env:PB_STRANGER_KEY", ca="env:PB_CA"
@@ -188,7 +189,7 @@ async def test_a_certificate_from_another_ca_is_refused(
 
 
 async def test_without_the_ca_the_server_is_not_trusted(
-    transport: AiohttpTransport, mtls_url: str, secrets: SecretResolver
+    transport: Transport, mtls_url: str, secrets: SecretResolver
 ) -> None:
     spec = MtlsAuth(type="mtls", cert="file:client.pem", key="env:PB_CLIENT_KEY")
     auth = build_authenticator(spec, secrets, transport)
@@ -197,7 +198,7 @@ async def test_without_the_ca_the_server_is_not_trusted(
 
 
 async def test_plain_and_mtls_requests_share_one_transport(
-    transport: AiohttpTransport, mtls_url: str, secrets: SecretResolver
+    transport: Transport, mtls_url: str, secrets: SecretResolver
 ) -> None:
     spec = MtlsAuth(type="mtls", cert="file:client.pem", key="env:PB_CLIENT_KEY", ca="env:PB_CA")
     auth = build_authenticator(spec, secrets, transport)

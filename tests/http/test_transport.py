@@ -1,4 +1,4 @@
-"""AiohttpTransport against real loopback servers: wire format, pooling, failures, timeouts."""
+"""Both transports against real loopback servers: wire format, pooling, failures, timeouts."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from patchbay.http._transport import AiohttpTransport
-from patchbay.http._types import Request, TransportError
+from patchbay.http._types import Request, Transport, TransportError
 
 KEY = "sk_live_transport_0123456789"
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -56,37 +55,8 @@ async def echo_url(serve: Serve) -> str:
     return await serve(app)
 
 
-@pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[RawHandler], Awaitable[str]]]:
-    """A bare TCP server, for misbehaviour aiohttp.web will not produce."""
-    servers: list[asyncio.Server] = []
-    handlers: set[asyncio.Task[Any]] = set()
-
-    async def start(handler: RawHandler) -> str:
-        async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            handlers.add(task)
-            try:
-                await handler(reader, writer)
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(guarded, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for task in handlers:
-        task.cancel()
-    await asyncio.gather(*handlers, return_exceptions=True)
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
-
 async def test_get_sends_query_and_headers_and_reads_the_answer(
-    transport: AiohttpTransport, echo_url: str
+    transport: Transport, echo_url: str
 ) -> None:
     response = await transport.send(
         request(
@@ -110,9 +80,7 @@ async def test_get_sends_query_and_headers_and_reads_the_answer(
     assert response.elapsed_ms > 0
 
 
-async def test_json_body_is_sent_with_its_content_type(
-    transport: AiohttpTransport, echo_url: str
-) -> None:
+async def test_json_body_is_sent_with_its_content_type(transport: Transport, echo_url: str) -> None:
     body = {"invoice_id": "inv_1", "amount": 1250, "note": "café"}
     response = await transport.send(
         request(f"{echo_url}/payments", method="POST", json=body, has_body=True), 5.0
@@ -123,7 +91,7 @@ async def test_json_body_is_sent_with_its_content_type(
     assert json.loads(seen["body"]) == body
 
 
-async def test_a_declared_content_type_is_kept(transport: AiohttpTransport, echo_url: str) -> None:
+async def test_a_declared_content_type_is_kept(transport: Transport, echo_url: str) -> None:
     response = await transport.send(
         request(
             f"{echo_url}/x",
@@ -137,14 +105,14 @@ async def test_a_declared_content_type_is_kept(transport: AiohttpTransport, echo
     assert response.json()["headers"]["Content-Type"] == "application/vnd.api+json"
 
 
-async def test_a_json_null_body_is_still_a_body(transport: AiohttpTransport, echo_url: str) -> None:
+async def test_a_json_null_body_is_still_a_body(transport: Transport, echo_url: str) -> None:
     response = await transport.send(
         request(f"{echo_url}/x", method="PUT", json=None, has_body=True), 5.0
     )
     assert response.json()["body"] == "null"
 
 
-async def test_form_body_is_urlencoded(transport: AiohttpTransport, echo_url: str) -> None:
+async def test_form_body_is_urlencoded(transport: Transport, echo_url: str) -> None:
     response = await transport.send(
         request(
             f"{echo_url}/token",
@@ -159,9 +127,7 @@ async def test_form_body_is_urlencoded(transport: AiohttpTransport, echo_url: st
     assert seen["body"] == "grant_type=client_credentials&scope=a+b%26c"
 
 
-async def test_connections_are_kept_alive_and_reused(
-    transport: AiohttpTransport, echo_url: str
-) -> None:
+async def test_connections_are_kept_alive_and_reused(transport: Transport, echo_url: str) -> None:
     ports = {
         (await transport.send(request(f"{echo_url}/a"), 5.0)).json()["peer_port"] for _ in range(10)
     }
@@ -169,7 +135,7 @@ async def test_connections_are_kept_alive_and_reused(
 
 
 async def test_redirects_are_returned_not_followed(
-    transport: AiohttpTransport, serve: Serve, echo_url: str
+    transport: Transport, serve: Serve, echo_url: str
 ) -> None:
     async def moved(_: web.Request) -> web.Response:
         raise web.HTTPFound(f"{echo_url}/elsewhere")
@@ -182,7 +148,7 @@ async def test_redirects_are_returned_not_followed(
     assert response.headers["location"] == f"{echo_url}/elsewhere"
 
 
-async def test_cookies_are_never_stored(transport: AiohttpTransport, serve: Serve) -> None:
+async def test_cookies_are_never_stored(transport: Transport, serve: Serve) -> None:
     async def set_cookie(req: web.Request) -> web.Response:
         response = web.json_response({"cookie": req.headers.get("Cookie")})
         response.set_cookie("session", "tenant-a")
@@ -197,7 +163,7 @@ async def test_cookies_are_never_stored(transport: AiohttpTransport, serve: Serv
 
 
 async def test_a_closed_transport_opens_again_when_used(
-    transport: AiohttpTransport, echo_url: str
+    transport: Transport, echo_url: str
 ) -> None:
     assert (await transport.send(request(f"{echo_url}/a"), 5.0)).status == 200
     await transport.close()
@@ -212,7 +178,7 @@ def _closed_port() -> int:
 
 
 async def test_connection_refused_is_a_transport_error_without_the_query(
-    transport: AiohttpTransport,
+    transport: Transport,
 ) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/customers/cus_42"
     with pytest.raises(TransportError) as info:
@@ -226,7 +192,7 @@ async def test_connection_refused_is_a_transport_error_without_the_query(
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
-async def test_reset_is_a_transport_error(transport: AiohttpTransport, raw_server: Any) -> None:
+async def test_reset_is_a_transport_error(transport: Transport, raw_server: Any) -> None:
     async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         sock = writer.get_extra_info("socket")
@@ -238,9 +204,7 @@ async def test_reset_is_a_transport_error(transport: AiohttpTransport, raw_serve
         await transport.send(request(f"{url}/x", query=(("api_key", KEY),)), 5.0)
 
 
-async def test_a_truncated_body_is_a_transport_error(
-    transport: AiohttpTransport, raw_server: Any
-) -> None:
+async def test_a_truncated_body_is_a_transport_error(transport: Transport, raw_server: Any) -> None:
     async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":')
@@ -265,7 +229,7 @@ async def _hang_in_body(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 @pytest.mark.parametrize("handler", [_hang, _hang_in_body], ids=["no-answer", "stalled-body"])
 async def test_a_hanging_server_is_abandoned_at_the_timeout(
-    transport: AiohttpTransport, raw_server: Any, handler: RawHandler
+    transport: Transport, raw_server: Any, handler: RawHandler
 ) -> None:
     url = await raw_server(handler)
     started = time.monotonic()
@@ -278,7 +242,7 @@ async def test_a_hanging_server_is_abandoned_at_the_timeout(
 
 
 async def test_each_timeout_is_honoured_with_one_transport(
-    transport: AiohttpTransport, raw_server: Any
+    transport: Transport, raw_server: Any
 ) -> None:
     url = await raw_server(_hang)
     for timeout in (0.2, 0.5):
@@ -288,7 +252,9 @@ async def test_each_timeout_is_honoured_with_one_transport(
         assert timeout - 0.05 <= time.monotonic() - started < timeout + 1.0
 
 
-def test_one_transport_serves_successive_event_loops() -> None:
+def test_one_transport_serves_successive_event_loops(
+    transport_class: Callable[..., Transport],
+) -> None:
     """A CLI runs one asyncio.run per command; the transport must not keep a dead loop's pool."""
 
     class Hello(BaseHTTPRequestHandler):
@@ -304,7 +270,7 @@ def test_one_transport_serves_successive_event_loops() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    transport = AiohttpTransport()
+    transport = transport_class()
     url = f"http://127.0.0.1:{server.server_address[1]}/hello"
     try:
         for _ in range(2):

@@ -2,6 +2,7 @@
 
 from patchbay.http._auth import Authenticator, NoAuth, build_authenticator
 from patchbay.http._build import build_request, fill, fill_text
+from patchbay.http._httptools import HttptoolsTransport
 from patchbay.http._secrets import (
     EnvProvider,
     FileProvider,
@@ -19,6 +20,7 @@ __all__ = [
     "Authenticator",
     "EnvProvider",
     "FileProvider",
+    "HttptoolsTransport",
     "NoAuth",
     "Request",
     "Response",

@@ -1,7 +1,7 @@
 """mTLS: a client certificate, key and CA from secret references, as an SSL context.
 
 The authenticator attaches the context to each request (`Request.tls`); the transport connects
-with it, and aiohttp pools connections per context, so no other request shares them.
+with it, and both transports pool connections per context, so no other request shares them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import asyncio
 import os
 import ssl
 import tempfile
-from dataclasses import replace
 from pathlib import Path
+
+import msgspec
 
 from patchbay._errors import SecretError
 from patchbay.http._secrets import SecretResolver
@@ -47,7 +48,7 @@ class MutualTls:
 
     async def apply(self, request: Request) -> Request:
         """The request with the client TLS context attached."""
-        return replace(request, tls=await self.context())
+        return msgspec.structs.replace(request, tls=await self.context())
 
     async def on_unauthorized(self, request: Request | None = None) -> bool:
         """A certificate is not refreshed by retrying."""

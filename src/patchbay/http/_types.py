@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import msgspec
 
 from patchbay._errors import UpstreamUnavailable
 
+_decode = msgspec.json.Decoder().decode
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One HTTP request to an integration, fully built and safe to send."""
+
+class Request(msgspec.Struct, frozen=True, gc=False):
+    """One HTTP request to an integration, fully built and safe to send.
+
+    A frozen msgspec Struct: several are built for every upstream request (built, then with
+    credentials), and a Struct builds several times faster than a frozen dataclass. It holds
+    no references back to itself, so the cycle collector need not track it (`gc=False`).
+    """
 
     method: str
     url: str  # absolute; always under the integration's base URL
     path_template: str  # the declared template, for logs and metrics (never the filled path)
     integration: str
     tool: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     query: tuple[tuple[str, str], ...] = ()
     json: Any = None
     has_body: bool = False
@@ -37,7 +44,7 @@ class Request:
         return self._copy(self.headers, self.query + extra)
 
     def _copy(self, headers: Mapping[str, str], query: tuple[tuple[str, str], ...]) -> Request:
-        # Direct construction: dataclasses.replace costs several times more on every request.
+        # Direct construction: a generic replace costs more on every request.
         return Request(
             self.method, self.url, self.path_template, self.integration, self.tool, headers,
             query, self.json, self.has_body, self.idempotency_key, self.form, self.tls,
@@ -49,9 +56,8 @@ class Request:
         return self.method not in ("GET", "HEAD", "OPTIONS")
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """An upstream answer, read in full."""
+class Response(msgspec.Struct, frozen=True, gc=False):
+    """An upstream answer, read in full (a Struct for the same reasons as Request)."""
 
     status: int
     headers: Mapping[str, str]
@@ -62,6 +68,10 @@ class Response:
         """The body as JSON; an unreadable body is an UpstreamUnavailable, never a crash."""
         if not self.body:
             return None
+        try:
+            return _decode(self.body)
+        except msgspec.DecodeError:
+            pass  # what msgspec refuses and Python's json reads: NaN, a BOM, huge integers
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:

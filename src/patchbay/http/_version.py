@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import msgspec
 
 from patchbay.http._types import Request
 from patchbay.spec._model import VersionPin
@@ -27,6 +27,6 @@ def apply_version(request: Request, pin: VersionPin | None, base_url: str) -> Re
         raise ValueError("the request is not under the integration's base URL")
     if rest == prefix or rest.startswith((prefix + "/", prefix + "?")):
         return request
-    return replace(
+    return msgspec.structs.replace(
         request, url=base + prefix + (rest if rest[:1] in ("/", "?", "") else "/" + rest)
     )

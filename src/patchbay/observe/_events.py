@@ -11,11 +11,13 @@ import msgspec
 EventKind = Literal["tool_call", "attempt", "policy", "background", "state"]
 
 
-class Event(msgspec.Struct, frozen=True, omit_defaults=True):
+class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One thing that happened, with only safe, structured fields (no bodies, no headers).
 
     A frozen msgspec Struct rather than a dataclass: three or more are built and written on
-    every tool call, and a Struct builds and encodes to JSON several times faster.
+    every tool call, and a Struct builds and encodes to JSON several times faster. Events hold
+    only scalars and a small `extra` mapping, never themselves, so the cycle collector need not
+    track them (`gc=False`).
     """
 
     kind: EventKind

@@ -109,13 +109,14 @@ class HandlerClient:
         response = await self._send(request, self._exchange)
         return self._raise(response, self._exchange)
 
-    async def get(self, path: str, **kw: Any) -> Any:
-        """GET a declared operation."""
-        return await self.request("GET", path, **kw)
+    # Plain functions handing back request()'s coroutine: one frame less on every await.
+    def get(self, path: str, **kw: Any) -> Awaitable[Any]:
+        """GET a declared operation (await it)."""
+        return self.request("GET", path, **kw)
 
-    async def post(self, path: str, **kw: Any) -> Any:
-        """POST to a declared operation."""
-        return await self.request("POST", path, **kw)
+    def post(self, path: str, **kw: Any) -> Awaitable[Any]:
+        """POST to a declared operation (await it)."""
+        return self.request("POST", path, **kw)
 
 
 def base_headers(integration: Integration) -> dict[str, str]:

@@ -9,8 +9,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from patchbay._errors import ErrorCode, ToolError
-from patchbay.http import AiohttpTransport, Authenticator, SecretResolver, build_authenticator
+from patchbay._errors import DeadlineExceeded, ErrorCode, ToolError
+from patchbay.http import (
+    Authenticator,
+    HttptoolsTransport,
+    SecretResolver,
+    build_authenticator,
+)
 from patchbay.http._types import Request, Response, Transport
 from patchbay.observe._events import Emitter
 from patchbay.policies._base import Exchange, Policy, Send, chain
@@ -48,7 +53,7 @@ class Pipelines:
     ) -> None:
         self._config = config
         self._emitter = emitter
-        self._transport = transport or AiohttpTransport()
+        self._transport = transport or HttptoolsTransport()
         self._secrets = SecretResolver(base_dir=config.base_dir)
         self._sleep = sleep
         self._effective: dict[tuple[str, str | None], Integration] = {}
@@ -108,16 +113,22 @@ class Pipelines:
             emitter=self._emitter,
         )
 
-    def policies(self, integration: Integration, auth: Authenticator) -> list[Policy]:
+    def policies(
+        self, integration: Integration, auth: Authenticator, *, writes: bool = True
+    ) -> list[Policy]:
         """The pipeline, outermost first (DESIGN.md); steps nothing configured are left out.
 
-        deadline, quota, idempotency, cache, retry, breaker, rate limit, auth.
+        deadline, quota, idempotency, cache, retry, breaker, rate limit, auth. The deadline's
+        shield and the ledger act on writes only, so the pipeline for reads (`writes=False`)
+        goes without them.
         """
         tools = [t for t in self._config.tools.values() if t.integration == integration.name]
-        steps: list[Policy] = [DeadlinePolicy(self._adopt)]
+        # Reads are refused past the budget by `send` itself; only writes need shielding.
+        steps: list[Policy] = [DeadlinePolicy(self._adopt)] if writes else []
         if integration.quota is not None or any(t.quota is not None for t in tools):
             steps.append(self._quota)
-        steps.append(self._idempotency)  # handlers may send keys from any tool
+        if writes:
+            steps.append(self._idempotency)  # handlers may send keys from any tool
         if any(t.cache is not None for t in tools):
             steps.append(self._cache)
         steps.append(RetryPolicy(sleep=self._sleep))
@@ -136,8 +147,10 @@ class Pipelines:
             integration = exchange.integration
             auth = build_authenticator(integration.auth, self._secrets, self._transport)
             self._auth[key] = auth
-            found = chain(self.policies(integration, auth), TransportStep(self._transport))
-            self._sends[key] = found
+            step = TransportStep(self._transport)
+            reads = chain(self.policies(integration, auth, writes=False), step)
+            writes = chain(self.policies(integration, auth), step)
+            found = self._sends[key] = _by_method(reads, writes)
         return found
 
     def operations(self, tool: Tool) -> tuple[Operation, ...]:
@@ -225,3 +238,15 @@ class Pipelines:
         await self._breaker.drain()
         await self._idempotency.drain()
         await self.store.close()
+
+
+def _by_method(reads: Send, writes: Send) -> Send:
+    def send(request: Request, exchange: Exchange) -> Awaitable[Response]:
+        # hands back the chosen pipeline's coroutine: no frame of its own while it runs
+        if request.is_write:
+            return writes(request, exchange)
+        if exchange.deadline <= time.monotonic():
+            raise DeadlineExceeded("The answer took too long.")
+        return reads(request, exchange)
+
+    return send

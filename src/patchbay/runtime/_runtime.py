@@ -6,7 +6,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -177,11 +177,12 @@ class ToolRuntime:
         """Background writes accepted but not yet performed, oldest first."""
         return await self._outbox.pending()
 
-    async def call_tool(
+    def call_tool(
         self, name: str, arguments: Mapping[str, Any], call: CallContext | str | None = None
-    ) -> ToolResult:
-        """Run one tool by name for a call (a convenience over `execute`)."""
-        return await self.execute(ToolCall(name, arguments, self.call_context(call)))
+    ) -> Coroutine[Any, Any, ToolResult]:
+        """Run one tool by name for a call (a convenience over `execute`; await it)."""
+        # A plain function handing back execute()'s coroutine: one frame less per await.
+        return self.execute(ToolCall(name, arguments, self.call_context(call)))
 
     async def execute(self, call: ToolCall) -> ToolResult:
         """Run a tool call and return its result; never raises for anything the call did."""

@@ -1,0 +1,597 @@
+"""A lean HTTP/1.1 client transport on asyncio protocols and the httptools response parser."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import string
+import time
+import zlib
+from collections import deque
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import NamedTuple
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+import httptools
+
+from patchbay.http._transport import _reason, _where
+from patchbay.http._types import Request, Response, TransportError
+
+__all__ = ["HttptoolsTransport"]
+
+try:
+    _VERSION = version("patchbay")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    _VERSION = "0"
+
+_DEFAULTS = f"Accept: */*\r\nUser-Agent: patchbay/{_VERSION}\r\n"
+_ACCEPT = "Accept: */*\r\n"
+_USER_AGENT = f"User-Agent: patchbay/{_VERSION}\r\n"
+_JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded"
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+_NO_NAMES: frozenset[str] = frozenset()
+_EMPTY_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_UNRESERVED = string.ascii_letters + string.digits + "-._~"
+_TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved and already-escaped characters stay as they are
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_ORIGINS = 256
+_BIG_BODY = 1 << 16  # from here on the body is written on its own rather than copied once more
+
+
+class _Failure(Exception):
+    """A network failure inside the transport; `send` adds where it happened."""
+
+
+class _Origin(NamedTuple):
+    scheme: str
+    host: str  # what to connect to: IDNA-encoded, no brackets
+    port: int
+    host_line: str
+    auth_line: str  # Basic auth for credentials in the URL, else empty
+
+
+_Key = tuple[_Origin, ssl.SSLContext | None]
+_Answer = tuple[int, dict[str, str], list[bytes]]
+
+
+def _expire(fut: asyncio.Future[_Answer]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection: feeds bytes to its parser, resolves one answer at a time."""
+
+    __slots__ = (
+        "body",
+        "fut",
+        "gone",
+        "head_only",
+        "headers",
+        "headers_done",
+        "idle",
+        "idle_since",
+        "key",
+        "lost",
+        "parser",
+        "pool",
+        "reusable",
+        "status",
+        "transport",
+    )
+
+    def __init__(self, pool: _Pool, key: _Key) -> None:
+        self.pool = pool
+        self.key = key
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.fut: asyncio.Future[_Answer] | None = None
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.status = 0
+        self.headers_done = False
+        self.head_only = False
+        self.reusable = False
+        self.lost = False  # the socket is gone (either side closed it)
+        self.gone = False  # the pool has let go of it and its slot
+        self.idle = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("the server switched protocols")
+        except httptools.HttpParserError as exc:
+            self._fail(f"unreadable answer ({exc})" if str(exc) else "unreadable answer")
+
+    def on_message_begin(self) -> None:
+        fut = self.fut
+        if fut is None or fut.done():
+            # bytes nobody asked for: the stream is out of step, so the connection is spent
+            self._fail("the server sent an answer nobody asked for")
+        self.headers = {}
+        self.body = []
+        self.headers_done = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("utf-8", "surrogateescape").lower()] = value.decode(
+            "utf-8", "surrogateescape"
+        )
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+        if self.head_only and self.status >= 200:
+            # an answer to HEAD has no body whatever its length says, which the parser cannot
+            # know: settle now and retire the connection rather than leave the parser waiting
+            self._settle(False)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:
+            return  # an interim answer (103 Early Hints): the real one follows
+        self._settle(self.parser.should_keep_alive() and not self.head_only)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        fut = self.fut
+        if fut is not None and not fut.done():
+            if self.headers_done and self._until_close():
+                self._settle(False)
+            elif self.pool.closed:
+                fut.set_exception(_Failure("the transport was closed"))
+            elif exc is not None:
+                fut.set_exception(_Failure(_reason(exc)))
+            else:
+                fut.set_exception(_Failure("the server closed the connection"))
+        if self.idle:
+            self.pool.drop(self)
+
+    def _until_close(self) -> bool:
+        # neither a length nor chunks: the body runs to the end of the connection
+        headers = self.headers
+        return (
+            "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
+
+    def _settle(self, reusable: bool) -> None:
+        fut = self.fut
+        self.fut = None
+        self.reusable = reusable
+        self.headers_done = False
+        if fut is not None and not fut.done():
+            # the answer travels in the future: bytes after it may not touch what was read
+            fut.set_result((self.status, self.headers, self.body))
+
+    def _fail(self, reason: str) -> None:
+        fut = self.fut
+        self.reusable = False
+        if fut is not None and not fut.done():
+            fut.set_exception(_Failure(reason))
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Pool:
+    """The connections of one event loop: idle stacks per key, a total limit, FIFO waiters."""
+
+    __slots__ = (
+        "closed",
+        "conns",
+        "count",
+        "idle",
+        "keepalive",
+        "limit",
+        "loop",
+        "sweeper",
+        "waiters",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, keepalive: float) -> None:
+        self.loop = loop
+        self.limit = limit if limit > 0 else 1 << 62
+        self.keepalive = keepalive
+        self.idle: dict[_Key, list[_Conn]] = {}
+        self.conns: set[_Conn] = set()
+        self.count = 0  # connections open or opening, idle or busy: what the limit counts
+        self.waiters: deque[tuple[object, asyncio.Future[_Conn | None]]] = deque()
+        self.sweeper: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    def take(self, key: _Key) -> _Conn | None:
+        """The freshest idle connection for `key`, if one is still good."""
+        stack = self.idle.get(key)
+        if not stack:
+            return None
+        now = self.loop.time()
+        while stack:
+            conn = stack.pop()
+            conn.idle = False
+            if not conn.lost and now - conn.idle_since < self.keepalive:
+                return conn
+            self.drop(conn)
+        return None
+
+    async def acquire(self, key: _Key, ctx: ssl.SSLContext | None) -> _Conn:
+        """A connection for `key`: handed over by a finishing sender, or newly opened."""
+        if self.count < self.limit:
+            self.count += 1
+        elif not self._evict_idle():
+            fut: asyncio.Future[_Conn | None] = self.loop.create_future()
+            self.waiters.append((key, fut))
+            try:
+                handed = await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    # granted at the moment this sender gave up: pass it on, do not leak it
+                    got = fut.result()
+                    if got is None:
+                        self._free_slot()
+                    else:
+                        self.put(got)
+                raise
+            if handed is not None:
+                if not handed.lost:
+                    return handed
+                self._close(handed)  # closed by the server on the way over: keep its slot
+        origin = key[0]
+        try:
+            _, conn = await self.loop.create_connection(
+                lambda: _Conn(self, key),
+                origin.host,
+                origin.port,
+                ssl=ctx,
+                server_hostname=origin.host if ctx is not None else None,
+            )
+        except BaseException:
+            self._free_slot()
+            raise
+        if self.closed:
+            conn.gone = True
+            assert conn.transport is not None
+            conn.transport.abort()
+            raise _Failure("the transport was closed")
+        self.conns.add(conn)
+        return conn
+
+    def put(self, conn: _Conn) -> None:
+        """Take back a connection whose answer was read in full."""
+        if self.closed or conn.lost or not conn.reusable:
+            self.drop(conn)
+            return
+        waiters = self.waiters
+        while waiters:
+            key, fut = waiters.popleft()
+            if fut.done():
+                continue
+            if key == conn.key:
+                fut.set_result(conn)
+            else:
+                # its slot goes to the longest waiter, who needs a connection elsewhere
+                self._close(conn)
+                fut.set_result(None)
+            return
+        conn.idle = True
+        conn.idle_since = self.loop.time()
+        stack = self.idle.get(conn.key)
+        if stack is None:
+            self.idle[conn.key] = [conn]
+        else:
+            stack.append(conn)
+        if self.sweeper is None:
+            self.sweeper = self.loop.call_at(conn.idle_since + self.keepalive, self._sweep)
+
+    def drop(self, conn: _Conn) -> None:
+        """Close a connection and free its slot; safe to call more than once."""
+        if conn.gone:
+            return
+        self._close(conn)
+        self._free_slot()
+
+    def _close(self, conn: _Conn) -> None:
+        conn.gone = True
+        if conn.idle:
+            conn.idle = False
+            stack = self.idle.get(conn.key)
+            if stack is not None and conn in stack:
+                stack.remove(conn)
+        self.conns.discard(conn)
+        if not conn.lost and conn.transport is not None:
+            conn.transport.abort()
+
+    def _free_slot(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            _, fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot passes straight to the longest waiter
+                return
+        self.count -= 1
+
+    def _evict_idle(self) -> bool:
+        # at the limit with idle connections to other places: the oldest one makes room
+        oldest: _Conn | None = None
+        for stack in self.idle.values():
+            if stack and (oldest is None or stack[0].idle_since < oldest.idle_since):
+                oldest = stack[0]
+        if oldest is None:
+            return False
+        self._close(oldest)  # its slot is taken over by the caller
+        return True
+
+    def _sweep(self) -> None:
+        self.sweeper = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        due: float | None = None
+        for key, stack in list(self.idle.items()):
+            while stack and now - stack[0].idle_since >= self.keepalive:
+                self.drop(stack[0])
+            if stack:
+                first = stack[0].idle_since + self.keepalive
+                due = first if due is None else min(due, first)
+            else:
+                del self.idle[key]
+        if due is not None:
+            self.sweeper = self.loop.call_at(due, self._sweep)
+
+    def close(self) -> None:
+        """Close every connection; senders still waiting for one fail."""
+        self.closed = True
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
+        for conn in list(self.conns):
+            conn.gone = True
+            conn.idle = False
+            if not conn.lost and conn.transport is not None:
+                if conn.fut is None:
+                    conn.transport.close()
+                else:
+                    conn.transport.abort()
+        self.conns.clear()
+        self.idle.clear()
+        while self.waiters:
+            _, fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(_Failure("the transport was closed"))
+        self.count = 0
+
+
+class HttptoolsTransport:
+    """Sends requests over pooled keep-alive HTTP/1.1 connections, one attempt per `send`.
+
+    Hand-written: aiohttp's per-request overhead doubled a lookup's client CPU (bench/core.py).
+
+    Connections are pooled per scheme, host, port and TLS context, so integrations with their
+    own client certificate (`Request.tls`) never share a connection. Redirects are returned,
+    not followed; no cookies are kept; proxies in the environment are ignored; nothing is ever
+    resent (retries are the RetryPolicy's).
+    """
+
+    __slots__ = ("_keepalive", "_limit", "_origins", "_pool", "_ssl")
+
+    def __init__(
+        self,
+        *,
+        limit: int = 256,
+        keepalive_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._limit = limit
+        self._keepalive = keepalive_s
+        self._ssl = ssl_context
+        self._pool: _Pool | None = None
+        # a config has a handful of base URLs: each is split once, not on every request
+        self._origins: dict[str, _Origin] = {}
+
+    async def send(self, request: Request, timeout_s: float) -> Response:
+        """Send `request` and read the whole answer, giving up after `timeout_s` seconds."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        if pool is None or pool.loop is not loop:
+            # a pool belongs to the loop it was made in; a gone loop's connections are dropped
+            pool = self._pool = _Pool(loop, self._limit, self._keepalive)
+        try:
+            origin, target = self._locate(request.url)
+        except (_Failure, ValueError) as exc:
+            raise TransportError(f"{_where(request)}: {exc}") from None
+        data = _encode(request, origin, target)
+        if origin.scheme == "https":
+            ctx = request.tls
+            if ctx is None:
+                ctx = self._ssl
+                if ctx is None:
+                    ctx = self._ssl = ssl.create_default_context()
+        else:
+            ctx = None
+        key = (origin, ctx)
+        deadline = loop.time() + timeout_s
+        try:
+            conn = pool.take(key)
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await pool.acquire(key, ctx)
+            if conn.lost:  # closed while a new connection was being set up
+                pool.drop(conn)
+                raise _Failure("the server closed the connection")
+            fut = conn.fut = loop.create_future()
+            conn.head_only = request.method == "HEAD"
+            transport = conn.transport
+            assert transport is not None
+            if isinstance(data, bytes):
+                transport.write(data)
+            else:
+                transport.writelines(data)
+            timer = loop.call_at(deadline, _expire, fut)
+            try:
+                status, headers, body = await fut
+            except BaseException:
+                pool.drop(conn)
+                raise
+            finally:
+                timer.cancel()
+            pool.put(conn)
+            content = b"".join(body)
+            if content and "content-encoding" in headers:
+                content = _decode(content, headers["content-encoding"])
+        except _Failure as exc:
+            raise TransportError(f"{_where(request)}: {exc}") from None
+        except TimeoutError:
+            raise TimeoutError(f"{_where(request)}: no answer within {timeout_s:g} s") from None
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"{_where(request)}: {_reason(exc)}") from None
+        return Response(status, headers, content, (time.perf_counter() - started) * 1000.0)
+
+    async def close(self) -> None:
+        """Close every connection of the running loop."""
+        pool, self._pool = self._pool, None
+        if pool is not None and pool.loop is asyncio.get_running_loop():
+            pool.close()
+            # lets the transports finish closing before the loop goes away
+            await asyncio.sleep(0)
+
+    def _locate(self, url: str) -> tuple[_Origin, str]:
+        # "https://" is 8 characters: the first '/' from there on ends the host
+        cut = url.find("/", 8)
+        base = url if cut < 0 else url[:cut]
+        target = "/" if cut < 0 else url[cut:]
+        origin = self._origins.get(base)
+        if origin is None:
+            if "?" in base or "#" in base:
+                # a query right after the host: split properly, and cache nothing
+                parts = urlsplit(url)
+                origin = _origin(f"{parts.scheme}://{parts.netloc}")
+                rest = url[len(parts.scheme) + 3 + len(parts.netloc) :]
+                target = rest if rest.startswith("/") else "/" + rest
+            else:
+                origin = _origin(base)
+                if len(self._origins) >= _MAX_ORIGINS:
+                    self._origins.clear()
+                self._origins[base] = origin
+        if "#" in target:
+            target = target[: target.index("#")]
+        if not (target.isascii() and target.isprintable()) or " " in target:
+            target = quote(target, safe=_TARGET_SAFE)
+        return origin, target
+
+
+def _origin(base: str) -> _Origin:
+    parts = urlsplit(base)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise _Failure(f"unsupported URL scheme {scheme!r}")
+    host = parts.hostname
+    if not host:
+        raise _Failure("the URL has no host")
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    if not host.isprintable() or " " in host:
+        raise _Failure("the URL's host has a forbidden character")
+    shown = f"[{host}]" if ":" in host else host
+    if port != _DEFAULT_PORTS[scheme]:
+        shown = f"{shown}:{port}"
+    auth = ""
+    if parts.username is not None:
+        # credentials in the base URL are sent the way aiohttp sends them: Basic auth
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        auth = f"Authorization: Basic {base64.b64encode(pair.encode()).decode()}\r\n"
+    return _Origin(scheme, host, port, f"Host: {shown}\r\n", auth)
+
+
+def _encode(request: Request, origin: _Origin, target: str) -> bytes | list[bytes]:
+    """The request line, headers and body on the wire."""
+    if request.query:
+        query = "&".join([f"{_pct(k)}={_pct(v)}" for k, v in request.query])
+        target = f"{target}&{query}" if "?" in target else f"{target}?{query}"
+    given = request.headers
+    names: frozenset[str] | set[str]
+    if given:
+        names = {name.lower() for name in given}
+        if names & _FRAMING:
+            # the transport frames the body itself
+            given = {k: v for k, v in given.items() if k.lower() not in _FRAMING}
+        lines = "".join([f"{k}: {v}\r\n" for k, v in given.items()])
+        count = len(given)
+        if lines.count("\r") != count or lines.count("\n") != count or "\0" in lines:
+            _refuse(request, given)
+    else:
+        names, lines = _NO_NAMES, ""
+    # a caller's own Host or Authorization header replaces the one made from the URL
+    host = ("" if "host" in names else origin.host_line) + (
+        "" if "authorization" in names else origin.auth_line
+    )
+    if "accept" in names or "user-agent" in names:
+        extra = ("" if "accept" in names else _ACCEPT) + (
+            "" if "user-agent" in names else _USER_AGENT
+        )
+    else:
+        extra = _DEFAULTS
+    body: bytes | None = None
+    if request.form is not None:
+        body = urlencode(request.form).encode()
+        if "content-type" not in names:
+            extra += f"Content-Type: {_FORM}\r\n"
+    elif request.has_body:
+        body = json.dumps(request.json, separators=(",", ":")).encode()
+        if "content-type" not in names:
+            extra += f"Content-Type: {_JSON}\r\n"
+    if body is not None:
+        extra += f"Content-Length: {len(body)}\r\n"
+    elif request.method in _EMPTY_BODY_METHODS:
+        extra += "Content-Length: 0\r\n"
+    head = f"{request.method} {target} HTTP/1.1\r\n{host}{lines}{extra}\r\n".encode()
+    if body is None:
+        return head
+    if len(body) < _BIG_BODY:
+        return head + body
+    return [head, body]
+
+
+def _pct(text: str) -> str:
+    # most keys and values need no escaping: checking that is several times cheaper than quote
+    return text if not text.rstrip(_UNRESERVED) else quote(text, safe="")
+
+
+def _refuse(request: Request, headers: Mapping[str, str]) -> None:
+    for key, value in headers.items():
+        if any(c in f"{key}{value}" for c in "\r\n\0"):
+            raise TransportError(
+                f"{_where(request)}: header {key!r} has a forbidden character (CR, LF or NUL)"
+            )
+
+
+def _decode(body: bytes, encoding: str) -> bytes:
+    coding = encoding.strip().lower()
+    try:
+        if coding in ("gzip", "x-gzip"):
+            out = []
+            while body:  # a gzip stream may hold several members, one after another
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out.append(inflater.decompress(body))
+                if not inflater.eof:
+                    raise _Failure("the compressed body is truncated")
+                body = inflater.unused_data
+            return b"".join(out)
+        if coding == "deflate":
+            try:
+                return zlib.decompress(body)
+            except zlib.error:
+                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+    except zlib.error:
+        raise _Failure(f"the {coding} body could not be decompressed") from None
+    return body
