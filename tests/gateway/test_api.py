@@ -98,3 +98,21 @@ async def test_mounted_apps_are_guarded_and_their_lifespan_runs(stack: StackFact
         status, body = await s.get("/mcp/")
         assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
     assert ran == ["start", "stop"]
+
+
+async def test_tool_call_paths_the_short_cut_does_not_take_get_the_routers_answers(
+    stack: StackFactory,
+) -> None:
+    body = {"arguments": {"text": "hi"}, "call": {"id": "c-2"}}
+    async with stack(small_config()) as s:
+        took = await s.post("/tools/echo", body, **bearer())
+        unknown = await s.post("/tools/nope", body, **bearer())
+        nested = await s.post("/tools/echo/more", body, **bearer())
+        empty = await s.post("/retell/", body, **bearer())
+        longer = await s.post("/vapi/x", {"message": {}}, **bearer())
+        get_status, get_body = await s.get("/vapi", **bearer())
+    assert took[0] == 200 and took[1]["result"]["text"] == "hi"
+    assert unknown[0] == 404 and unknown[1]["error"]["code"] == "unknown_tool"
+    for status, data in (nested, empty, longer):
+        assert status == 404 and data["error"]["code"] == "not_found"
+    assert get_status == 405 and json.loads(get_body)["error"]["code"] == "method_not_allowed"

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
@@ -269,18 +269,64 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
 
         return await gw.handle(Surface.API, request, work)
 
-    # The router tries routes in order: the tool-call routes, hit on every call, come first.
+    # The tool-call routes, hit on every call, come first (and `_GatewayApp` short-cuts them).
     return [
-        Route("/vapi", vapi, methods=["POST"]),
-        Route("/retell/{name}", retell, methods=["POST"]),
-        Route("/elevenlabs/{name}", elevenlabs, methods=["POST"]),
-        Route("/tools/{name}", call_tool, methods=["POST"]),
+        Route("/vapi", vapi, methods=["POST"], name=_FAST),
+        Route("/retell/{name}", retell, methods=["POST"], name=_FAST),
+        Route("/elevenlabs/{name}", elevenlabs, methods=["POST"], name=_FAST),
+        Route("/tools/{name}", call_tool, methods=["POST"], name=_FAST),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/tools", list_tools, methods=["GET"]),
         Route("/calls/{call_id}/start", start_call, methods=["POST"]),
         Route("/calls/{call_id}/end", end_call, methods=["POST"]),
     ]
+
+
+_FAST = "tool-call"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _GatewayApp(Starlette):
+    """Starlette, with POSTs to the tool-call routes sent straight to their endpoints.
+
+    Those endpoints catch everything themselves (`Gateway.handle` turns any failure into the
+    surface's JSON error), so the exception middlewares and the router's walk over every route
+    add nothing but their cost to each tool call; other requests take the usual way.
+    """
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.exact: dict[str, Endpoint] = {}
+        self.by_prefix: dict[str, Endpoint] = {}  # "/retell/" -> endpoint of /retell/{name}
+        for route in self.routes:
+            if isinstance(route, Route) and route.name == _FAST:
+                endpoint = cast(Endpoint, route.endpoint)
+                if route.path.endswith("/{name}"):
+                    self.by_prefix[route.path.removesuffix("{name}")] = endpoint
+                else:
+                    self.exact[route.path] = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint, name = self._match(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                if name is not None:
+                    scope["path_params"] = {"name": name}
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _match(self, path: str) -> tuple[Endpoint | None, str | None]:
+        found = self.exact.get(path)
+        if found is not None:
+            return found, None
+        head, slash, name = path.rpartition("/")
+        # one non-empty segment after the prefix, as the route's `{name}` matches
+        found = self.by_prefix.get(head + slash) if name else None
+        return found, (name if found is not None else None)
 
 
 class _GuardMounts:
@@ -368,7 +414,7 @@ def create_app(
                 await runtime.close()
 
     prefixes = tuple(p for p in (_prefix(r) for r in extra_mounts) if p)
-    app = Starlette(
+    app = _GatewayApp(
         routes=[*_routes(gw), *extra_mounts],
         middleware=[Middleware(_GuardMounts, prefixes=prefixes, gateway=gw)],
         exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from starlette.requests import Request
+import msgspec
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 log = logging.getLogger("patchbay.gateway")
@@ -35,13 +36,28 @@ class DoorError(Exception):
         self.message = message
 
 
-# One encoder for every answer: json.dumps with options builds a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Compact UTF-8 JSON, several times faster than json.dumps on every answer.
+_encode = msgspec.json.Encoder().encode
 
 
 def dumps(data: Any) -> bytes:
     """Compact UTF-8 JSON."""
-    return _encode(data).encode()
+    return _encode(data)
+
+
+_decode = msgspec.json.Decoder().decode
+
+
+def loads(text: bytes | str) -> Any:
+    """JSON text as Python data; ValueError when it is not JSON."""
+    try:
+        return _decode(text)
+    except msgspec.DecodeError:
+        pass  # what msgspec refuses and Python's json reads (NaN, a BOM, huge integers)
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -89,12 +105,18 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise DoorError(413, "payload_too_large", f"The body is over {limit} bytes.")
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    # The ASGI messages read directly: Request.stream() wraps them in an async generator.
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
             raise DoorError(413, "payload_too_large", f"The body is over {limit} bytes.")
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_object(body: bytes, what: str = "The body") -> dict[str, Any]:
@@ -102,8 +124,8 @@ def parse_object(body: bytes, what: str = "The body") -> dict[str, Any]:
     if not body:
         raise DoorError(400, "bad_request", f"{what} is empty; send a JSON object.")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(body)
+    except ValueError:
         raise DoorError(400, "bad_request", f"{what} is not valid JSON.") from None
     if not isinstance(data, dict):
         raise DoorError(400, "bad_request", f"{what} must be a JSON object.")
@@ -118,7 +140,7 @@ def arguments_object(value: Any, what: str = "arguments") -> dict[str, Any]:
         if not value.strip():
             return {}
         try:
-            value = json.loads(value)
+            value = loads(value)
         except ValueError:
             raise DoorError(400, "bad_request", f"{what} is not valid JSON.") from None
     if not isinstance(value, dict):
