@@ -95,7 +95,9 @@ class _Credential(abc.ABC):
         return sent[1] if sent is not None and sent[0] == id(self) else None
 
     def _mark(self, value: str) -> None:
-        _sent.set((id(self), value))
+        mark = (id(self), value)
+        if _sent.get() != mark:  # setting copies the task's context: only when it changes
+            _sent.set(mark)
 
     @abc.abstractmethod
     def _credential_in(self, request: Request) -> str | None:

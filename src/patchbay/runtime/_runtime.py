@@ -184,12 +184,10 @@ class ToolRuntime:
         # A plain function handing back execute()'s coroutine: one frame less per await.
         return self.execute(ToolCall(name, arguments, self.call_context(call)))
 
-    async def execute(self, call: ToolCall) -> ToolResult:
-        """Run a tool call and return its result; never raises for anything the call did."""
-        ctx = self.call_context(call.call)
-        await self._calls.load(ctx)
-        self._start_worker()
-        return await self._execute(call.tool, call.arguments, ctx, _Via.LLM)
+    def execute(self, call: ToolCall) -> Coroutine[Any, Any, ToolResult]:
+        """Run a tool call and return its result (await it); never raises for what the call did."""
+        # A plain function handing back the execution's coroutine: one frame less per await.
+        return self._execute(call.tool, call.arguments, self.call_context(call.call), _Via.LLM)
 
     async def _validate(self, tool: Tool, arguments: Mapping[str, Any], ctx: CallContext) -> Any:
         return await validate_arguments_async(
@@ -204,6 +202,9 @@ class ToolRuntime:
         self, name: str, arguments: Mapping[str, Any], ctx: CallContext, via: _Via
     ) -> ToolResult:
         started = time.perf_counter()
+        if via is _Via.LLM:
+            await self._calls.load(ctx)
+            self._start_worker()
         tool = self.config.tools.get(name)
         exchange: Exchange | None = None
         # Only handlers write call state; the outbox works on a snapshot of the call.
