@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
+from patchbay._errors import DeadlineExceeded
 from patchbay.http import build_authenticator
 from patchbay.observe import Emitter
 from patchbay.runtime._pipeline import Pipelines
 from patchbay.spec import load_config_text
 from patchbay.state import MemoryStore
 
-from .support import BASE, FakeTransport, make_config, make_runtime, status
+from .support import (
+    BASE,
+    FakeTransport,
+    exchange_for,
+    make_config,
+    make_runtime,
+    request_for,
+    status,
+)
 
 ALL = {
     "breaker": {"min_calls": 3, "failure_rate": 0.5},
@@ -49,6 +59,38 @@ async def test_the_order_is_the_designed_one() -> None:
         "RetryPolicy",
         "AuthPolicy",
     ]
+    await pipelines.close()
+
+
+async def test_reads_go_without_the_write_only_steps() -> None:
+    config = make_config(ALL, {"get_item": {"cache": {"ttl_s": 5}}})
+    pipelines = Pipelines(config, Emitter(), transport=FakeTransport(), store=MemoryStore())
+    auth = build_authenticator(None, pipelines.secrets, FakeTransport())
+    reads = pipelines.policies(config.integrations["api"], auth, writes=False)
+    assert [type(s).__name__ for s in reads] == [
+        "QuotaPolicy",
+        "CachePolicy",
+        "RetryPolicy",
+        "BreakerPolicy",
+        "RateLimitPolicy",
+        "AuthPolicy",
+    ]
+    await pipelines.close()
+
+
+async def test_a_read_past_its_budget_is_refused_before_it_is_sent() -> None:
+    transport = FakeTransport()
+    # A quota of one: a late read that went on into the pipeline would use it up.
+    config = make_config({"quota": {"per_day": 1}})
+    pipelines = Pipelines(config, Emitter(), transport=transport, store=MemoryStore())
+    exchange = exchange_for(config, "get_item", budget_s=-0.001)
+    request = request_for(exchange, item_id="x")
+    assert not request.is_write
+    with pytest.raises(DeadlineExceeded):
+        await pipelines.send(exchange)(request, exchange)
+    fresh = exchange_for(config, "get_item")
+    assert (await pipelines.send(fresh)(request, fresh)).status == 200
+    assert len(transport.sent) == 1  # only the read within its budget went out
     await pipelines.close()
 
 
