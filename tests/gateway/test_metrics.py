@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import prometheus_client
-from prometheus_client.parser import text_string_to_metric_families
 
 from patchbay.observe import Event
 from patchbay.observe._metrics import PrometheusSink
@@ -11,22 +10,7 @@ from patchbay.spec import load_config_text
 from patchbay.testing import BillingServer
 
 from .gateway_support import StackFactory, bearer, example_config, full_auth, with_auth
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(exposition: bytes) -> Samples:
-    """Every sample as (name, labels) -> value."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(exposition.decode()):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def value(found: Samples, name: str, **labels: str) -> float:
-    """One sample's value (0 when absent)."""
-    return found.get((name, frozenset(labels.items())), 0.0)
+from .metrics_support import samples, value
 
 
 def test_events_become_metrics() -> None:

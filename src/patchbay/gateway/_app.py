@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
-from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -66,21 +65,17 @@ class Gateway:
         self.metrics = metrics
         self.max_body = config.gateway.max_body_bytes
         self._schemas: dict[tuple[str, bool], bytes] = {}
-        self.requests = Counter(
+        self.requests = metrics.counter(
             "patchbay_gateway_requests",
             "Gateway requests by surface and HTTP status.",
             ["surface", "status"],
-            registry=metrics.registry,
         )
-        self.latency = Histogram(
+        self.latency = metrics.histogram(
             "patchbay_gateway_request_seconds",
             "Time from a request's arrival to its answer, by surface.",
             ["surface"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-            registry=metrics.registry,
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
-        self._counts: dict[tuple[str, int], Any] = {}
-        self._timers: dict[str, Any] = {}
 
     async def admit(self, surface: Surface, request: Request, body: bytes = b"") -> None:
         """Refuse (DoorError) a caller the config does not let in."""
@@ -110,16 +105,8 @@ class Gateway:
         return response
 
     def _count(self, surface: Surface, status: int, started: float) -> None:
-        # labels() locks and builds a key on every call; the children are kept instead.
-        key = (surface.value, status)
-        count = self._counts.get(key)
-        if count is None:
-            count = self._counts[key] = self.requests.labels(surface.value, str(status))
-        count.inc()
-        timer = self._timers.get(surface.value)
-        if timer is None:
-            timer = self._timers[surface.value] = self.latency.labels(surface.value)
-        timer.observe(time.perf_counter() - started)
+        self.requests.inc(surface.value, str(status))
+        self.latency.observe(time.perf_counter() - started, surface.value)
 
     def schemas(self, fmt: SchemaFormat, strict: bool) -> bytes:
         """Every tool's schema in an LLM format, encoded once (the tools never change)."""

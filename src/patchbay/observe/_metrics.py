@@ -15,25 +15,36 @@ Events it reads (see `Event`):
 - `policy` from the rate limiter (`extra["policy"] == "rate_limit"`) with `extra["wait_s"]`:
   rate-limit waits;
 - `background`: writes that finished after their caller gave up.
+
+prometheus_client only formats the exposition here: the counts are kept by `Counter`,
+`Histogram` and `Gauge` below, which are collectors on the sink's registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from abc import ABC, abstractmethod
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
+from prometheus_client.utils import floatToGoString
 
 from patchbay.observe._events import Event
 
-__all__ = ["BREAKER_STATES", "METRICS_CONTENT_TYPE", "PrometheusSink"]
+__all__ = [
+    "BREAKER_STATES",
+    "METRICS_CONTENT_TYPE",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "PrometheusSink",
+]
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
@@ -42,66 +53,190 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+Labels = tuple[str, ...]
+
+# Hand-kept rather than prometheus_client's metric objects, which take a lock on every
+# update: updates here come from one event loop thread, and a scrape copies each series
+# as it reads it, which is a consistent-enough snapshot.
+
+
+class _Family(ABC):
+    """A metric family of one name, registered on a registry as its own collector."""
+
+    def __init__(
+        self, registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str]
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labels)
+        registry.register(self)
+
+    def _check(self, labels: Labels) -> None:
+        # Only a label set seen for the first time comes here, so the hot path skips it.
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {len(labels)}")
+
+    def describe(self) -> Iterator[Metric]:
+        """The family without samples, for the registry's check that names do not clash."""
+        yield self._family()
+
+    @abstractmethod
+    def collect(self) -> Iterator[Metric]:
+        """The family with a sample per label set seen so far."""
+
+    @abstractmethod
+    def _family(self) -> Metric:
+        """The family without samples."""
+
+
+class Counter(_Family):
+    """A counter per label set, exposed as `<name>_total`."""
+
+    def __init__(
+        self, registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str]
+    ) -> None:
+        self._values: dict[Labels, float] = {}
+        super().__init__(registry, name, documentation, labels)
+
+    def inc(self, *labels: str) -> None:
+        """Add one to the count of these label values (given in label-name order)."""
+        try:
+            self._values[labels] += 1.0
+        except KeyError:
+            self._check(labels)
+            self._values[labels] = 1.0
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The family with a sample per label set seen so far."""
+        family = self._family()
+        for labels, count in list(self._values.items()):
+            family.add_metric(labels, count)
+        yield family
+
+
+class Gauge(_Family):
+    """A value per label set, set rather than added to."""
+
+    def __init__(
+        self, registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str]
+    ) -> None:
+        self._values: dict[Labels, float] = {}
+        super().__init__(registry, name, documentation, labels)
+
+    def set(self, value: float, *labels: str) -> None:
+        """Set the value of these label values (given in label-name order)."""
+        if labels not in self._values:
+            self._check(labels)
+        self._values[labels] = float(value)
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The family with a sample per label set seen so far."""
+        family = self._family()
+        for labels, value in list(self._values.items()):
+            family.add_metric(labels, value)
+        yield family
+
+
+class Histogram(_Family):
+    """Observations per label set in fixed buckets, exposed as `_bucket`, `_count`, `_sum`."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        buckets: Sequence[float],
+    ) -> None:
+        self.bounds = tuple(sorted(float(b) for b in buckets if b != float("inf")))
+        # The `le` text prometheus_client's own Histogram writes (its helper is unannotated).
+        les = [floatToGoString(b) for b in self.bounds]  # type: ignore[no-untyped-call]
+        self._le: list[str] = [*les, "+Inf"]
+        # Per label set: a count per bucket (not cumulative; the last is +Inf), then the sum.
+        self._series: dict[Labels, list[float]] = {}
+        super().__init__(registry, name, documentation, labels)
+
+    def observe(self, value: float, *labels: str) -> None:
+        """Count a value for these label values; a value equal to a bound is in that bucket."""
+        series = self._series.get(labels)
+        if series is None:
+            self._check(labels)
+            series = self._series[labels] = [0.0] * (len(self.bounds) + 2)
+        series[bisect_left(self.bounds, value)] += 1.0
+        series[-1] += value
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        """The family with a sample per label set seen so far."""
+        family = self._family()
+        for labels, kept in list(self._series.items()):
+            series = list(kept)
+            total = 0.0
+            buckets: list[tuple[str, float]] = []
+            for le, count in zip(self._le, series[:-1], strict=True):
+                total += count
+                buckets.append((le, total))
+            family.add_metric(labels, buckets, series[-1])
+        yield family
+
 
 class PrometheusSink:
     """An EventSink that keeps Prometheus counters, histograms and gauges of tool calls."""
 
     def __init__(self, registry: CollectorRegistry | None = None, prefix: str = "patchbay") -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r, p = self.registry, prefix
-        self.tool_calls = Counter(
-            f"{p}_tool_calls", "Tool calls by tool and outcome.", ["tool", "outcome"], registry=r
+        p = prefix
+        self.tool_calls = self.counter(
+            f"{p}_tool_calls", "Tool calls by tool and outcome.", ["tool", "outcome"]
         )
-        self.tool_latency = Histogram(
+        self.tool_latency = self.histogram(
             f"{p}_tool_call_seconds",
             "Tool call latency, end to end inside the runtime.",
             ["tool"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
-        self.errors = Counter(
-            f"{p}_tool_errors", "Failed tool calls by error code.", ["code"], registry=r
+        self.errors = self.counter(f"{p}_tool_errors", "Failed tool calls by error code.", ["code"])
+        self.cache_hits = self.counter(
+            f"{p}_cache_hits", "Tool calls answered from the cache.", ["tool"]
         )
-        self.cache_hits = Counter(
-            f"{p}_cache_hits", "Tool calls answered from the cache.", ["tool"], registry=r
-        )
-        self.upstream_requests = Counter(
+        self.upstream_requests = self.counter(
             f"{p}_upstream_requests",
             "Requests sent upstream, by endpoint and outcome.",
             ["integration", "method", "endpoint", "outcome"],
-            registry=r,
         )
-        self.upstream_latency = Histogram(
+        self.upstream_latency = self.histogram(
             f"{p}_upstream_request_seconds",
             "Latency of one upstream attempt, by endpoint (the path template).",
             ["integration", "method", "endpoint"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
-        self.retries = Counter(
-            f"{p}_retries", "Upstream retries scheduled.", ["integration", "tool"], registry=r
+        self.retries = self.counter(
+            f"{p}_retries", "Upstream retries scheduled.", ["integration", "tool"]
         )
-        self.breaker_state = Gauge(
+        self.breaker_state = self.gauge(
             f"{p}_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
             ["integration", "endpoint"],
-            registry=r,
         )
-        self.rate_limit_wait = Histogram(
+        self.rate_limit_wait = self.histogram(
             f"{p}_rate_limit_wait_seconds",
             "Time spent waiting for a rate-limit token.",
             ["integration"],
-            buckets=_WAIT_BUCKETS,
-            registry=r,
+            _WAIT_BUCKETS,
         )
-        self.background = Counter(
+        self.background = self.counter(
             f"{p}_background_writes",
             "Writes that finished after their caller stopped waiting, by outcome.",
             ["tool", "outcome"],
-            registry=r,
         )
-        # labels() takes a lock and builds a key each time; the hot path keeps its own children.
-        self._children: dict[tuple[Any, ...], Any] = {}
         self._handlers: dict[str, Callable[[Event], None]] = {
             "tool_call": self._tool_call,
             "attempt": self._attempt,
@@ -109,12 +244,19 @@ class PrometheusSink:
             "background": self._background,
         }
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def counter(self, name: str, documentation: str, labels: Sequence[str]) -> Counter:
+        """A new counter on this sink's registry (`name` without `_total`)."""
+        return Counter(self.registry, name, documentation, labels)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str]) -> Gauge:
+        """A new gauge on this sink's registry."""
+        return Gauge(self.registry, name, documentation, labels)
+
+    def histogram(
+        self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]
+    ) -> Histogram:
+        """A new histogram on this sink's registry, with these bucket bounds (+Inf is added)."""
+        return Histogram(self.registry, name, documentation, labels, buckets)
 
     def emit(self, event: Event) -> None:
         """Update the metrics an event speaks to."""
@@ -124,39 +266,38 @@ class PrometheusSink:
 
     def _tool_call(self, e: Event) -> None:
         outcome = e.outcome or "unknown"
-        self._child(self.tool_calls, e.tool, outcome).inc()
+        self.tool_calls.inc(e.tool, outcome)
         if e.latency_ms is not None:
-            self._child(self.tool_latency, e.tool).observe(e.latency_ms / 1000)
+            self.tool_latency.observe(e.latency_ms / 1000, e.tool)
         if outcome != "ok":
-            self._child(self.errors, outcome).inc()
+            self.errors.inc(outcome)
         if e.extra.get("cached"):
-            self._child(self.cache_hits, e.tool).inc()
+            self.cache_hits.inc(e.tool)
 
     def _attempt(self, e: Event) -> None:
-        labels = (e.integration or "", e.method or "", e.path or "")
-        self._child(self.upstream_requests, *labels, e.outcome or "unknown").inc()
+        integration, method, path = e.integration or "", e.method or "", e.path or ""
+        self.upstream_requests.inc(integration, method, path, e.outcome or "unknown")
         if e.latency_ms is not None:
-            self._child(self.upstream_latency, *labels).observe(e.latency_ms / 1000)
+            self.upstream_latency.observe(e.latency_ms / 1000, integration, method, path)
 
     def _policy(self, e: Event) -> None:
         outcome = e.outcome or ""
         policy = e.extra.get("policy")
         if outcome == "retry":
-            self._child(self.retries, e.integration or "", e.tool).inc()
+            self.retries.inc(e.integration or "", e.tool)
         elif policy == "breaker" or outcome.startswith("breaker_"):
             state = str(e.extra.get("state") or outcome.removeprefix("breaker_"))
             if state in BREAKER_STATES:
                 # The breaker names its endpoint ("GET /path", or "*" for the integration).
                 endpoint = str(e.extra.get("endpoint") or e.path or "*")
-                gauge = self._child(self.breaker_state, e.integration or "", endpoint)
-                gauge.set(BREAKER_STATES[state])
+                self.breaker_state.set(BREAKER_STATES[state], e.integration or "", endpoint)
         elif policy == "rate_limit":
             wait = e.extra.get("wait_s")
             if isinstance(wait, int | float) and wait >= 0:
-                self._child(self.rate_limit_wait, e.integration or "").observe(wait)
+                self.rate_limit_wait.observe(wait, e.integration or "")
 
     def _background(self, e: Event) -> None:
-        self._child(self.background, e.tool, e.outcome or "unknown").inc()
+        self.background.inc(e.tool, e.outcome or "unknown")
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
