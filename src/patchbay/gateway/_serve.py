@@ -62,6 +62,7 @@ async def serve(
     http: str = "auto",
     mcp: bool = True,
     freeze_gc: bool = False,
+    proxy_headers: bool = False,
     **runtime_kw: Any,
 ) -> None:
     """Serve the gateway until SIGTERM/SIGINT, then finish calls in flight and close.
@@ -70,7 +71,9 @@ async def serve(
     a runtime passed in is closed too when `close_runtime` says so. `extra_mounts` and
     `extra_lifespan` go to `create_app`; by default they are the MCP server at `/mcp`.
     `freeze_gc` (for a process that runs only the gateway, as `run` does) keeps the cycle
-    collector off everything built before serving.
+    collector off everything built before serving. `proxy_headers` takes the caller's address
+    in refusal logs from X-Forwarded-For set by a proxy on this host; it is off by default
+    because it puts one more layer in front of every tool call (measured in bench/gateway.py).
     """
     rt = runtime if runtime is not None else ToolRuntime(config, **runtime_kw)
     close = runtime is None if close_runtime is None else close_runtime
@@ -92,6 +95,8 @@ async def serve(
         timeout_graceful_shutdown=graceful_s,
         # A voice platform keeps its connection open between the tool calls of a phone call.
         timeout_keep_alive=30,
+        proxy_headers=proxy_headers,
+        server_header=False,  # no need to tell callers which server software answers
     )
     server = uvicorn.Server(uv)
     # uvicorn would open an inherited fd as AF_UNIX, and asyncio only sets TCP_NODELAY on
