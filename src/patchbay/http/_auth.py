@@ -129,9 +129,15 @@ class _StaticAuth(_Credential):
 
     async def _current(self) -> str:
         secrets = self._secrets
-        values = tuple([secrets.cached(ref) or await secrets.resolve(ref) for ref in self._refs])
         rendered = self._rendered
-        # the resolver hands out the same Secret objects until a value is re-read
+        if rendered is not None:
+            # the resolver hands out the same Secret objects until a value is re-read
+            for ref, seen in zip(self._refs, rendered[0], strict=True):
+                if secrets.cached(ref) is not seen:
+                    break
+            else:
+                return rendered[1]
+        values = tuple([await secrets.resolve(ref) for ref in self._refs])
         if rendered is None or any(a is not b for a, b in zip(rendered[0], values, strict=True)):
             rendered = self._rendered = (values, self._render(tuple(v.reveal() for v in values)))
         return rendered[1]

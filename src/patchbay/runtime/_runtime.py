@@ -234,7 +234,8 @@ class ToolRuntime:
                     else:
                         exchange = self._pipelines.exchange(tool, ctx)
                         exchange.deadline = min(exchange.deadline, budget_end)
-                        value = await self._run(tool, args, exchange)
+                        answer = await self._start(tool, args, exchange)
+                        value = self._answer(tool, answer, exchange)
             except TimeoutError:
                 raise DeadlineExceeded("The system took too long to answer.") from None
             result = ToolResult(
@@ -311,7 +312,11 @@ class ToolRuntime:
         tool = self.config.tools.get(name)
         return (tool.budget_s if tool else 5.0) + self._outbox.settings.lease_margin_s
 
-    async def _run(self, tool: Tool, args: dict[str, Any], exchange: Exchange) -> Any:
+    def _start(self, tool: Tool, args: dict[str, Any], exchange: Exchange) -> Awaitable[Any]:
+        """The handler's coroutine, or the declared request's through the pipeline.
+
+        A plain function handing back the coroutine: no frame of its own while it runs.
+        """
         send = self._pipelines.send(exchange)
         if tool.handler is not None:
             handler = self._handlers.get(tool.name)
@@ -321,13 +326,17 @@ class ToolRuntime:
             client = HandlerClient(
                 pipes.operations(tool), exchange, send, self._body, pipes.handler_headers(exchange)
             )
-            value = await handler(HandlerContext(exchange.call, client, tool.name), **args)
-            return transform_response(tool.response, value)  # converts and caps handler output
+            return handler(HandlerContext(exchange.call, client, tool.name), **args)
         request: Request = build_request(tool, exchange.integration, args, exchange.call)
         if request.idempotency_key is not None:
             exchange.notes["idempotency_key"] = request.idempotency_key
-        response = await send(request, exchange)
-        return transform_response(tool.response, self._body(response, exchange))
+        return send(request, exchange)
+
+    def _answer(self, tool: Tool, answer: Any, exchange: Exchange) -> Any:
+        """What `_start`'s work gave, for the LLM: a handler's value or the response's body."""
+        if tool.handler is not None:
+            return transform_response(tool.response, answer)  # converts and caps handler output
+        return transform_response(tool.response, self._body(answer, exchange))
 
     @staticmethod
     def _body(response: Response, exchange: Exchange) -> Any:
