@@ -36,6 +36,7 @@ SEED = int(os.environ.get("PATCHBAY_CHAOS_SEED", "20240601"))
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "billing" / "patchbay.yaml"
 
 PER_SECOND, BURST = 60, 10
+DELIVERY_S = 0.1  # how late the in-process proxy may see a request, on a busy 2-core machine
 OPEN_S = 1.0
 BUDGETS = {"get_customer": 1.0, "lookup_customer_invoices": 1.5, "create_payment": 1.2}
 # Event-loop scheduling on a busy 2-core machine: the runtime answers at the budget, the test
@@ -348,7 +349,11 @@ async def test_chaos(
     # not cover (none once the transport turns that resend off).
     resent = stats.total - len(sink.of_kind("attempt"))
     assert 0 <= resent <= stats.faults.get("reset", 0)
-    assert stats.max_in_window(1.0) <= PER_SECOND + BURST + resent
+    # The proxy notes an arrival when its handler runs on the loop it shares with the runtime,
+    # up to DELIVERY_S after the request left, so sends spread over a second can land closer
+    # together. Requests arriving within 1 s - DELIVERY_S of each other left within one
+    # second of each other, and that the limiter caps.
+    assert stats.max_in_window(1.0 - DELIVERY_S) <= PER_SECOND + BURST + resent
     assert "breaker_opened" in breaker, "the outage opened the breaker"
     assert "breaker_closed" in breaker[breaker.index("breaker_opened") :], "and it closed again"
     # The faults did happen, and payments went through all the same.
