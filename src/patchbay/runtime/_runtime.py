@@ -181,8 +181,8 @@ class ToolRuntime:
         self, name: str, arguments: Mapping[str, Any], call: CallContext | str | None = None
     ) -> Coroutine[Any, Any, ToolResult]:
         """Run one tool by name for a call (a convenience over `execute`; await it)."""
-        # A plain function handing back execute()'s coroutine: one frame less per await.
-        return self.execute(ToolCall(name, arguments, self.call_context(call)))
+        # A plain function handing back the execution's coroutine: one frame less per await.
+        return self._execute(name, arguments, self.call_context(call), _Via.LLM)
 
     def execute(self, call: ToolCall) -> Coroutine[Any, Any, ToolResult]:
         """Run a tool call and return its result (await it); never raises for what the call did."""
