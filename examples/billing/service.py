@@ -1,4 +1,4 @@
-"""The reference billing API of DESIGN.md as a real service: Starlette, SQLite and uvicorn.
+"""The example billing API as a real service: Starlette, SQLite and uvicorn.
 
 Run it with ``python examples/billing/service.py --port 8042 [--db billing.sqlite3]``; the API key
 is ``BILLING_API_KEY`` (default ``demo-key``). It imports nothing from patchbay on purpose: it

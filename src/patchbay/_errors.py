@@ -15,8 +15,10 @@ PatchbayError
     │   ├── RateLimited         code rate_limited (429, or our own limiter); `retry_after_s`
     │   └── UpstreamUnavailable code upstream_unavailable (5xx, network errors, bad bodies)
     ├── DeadlineExceeded        code timeout; the tool's latency budget ran out
+    ├── OutcomePending          code pending; a write was sent and its outcome is not known yet
     ├── CircuitOpen             code circuit_open
-    └── QuotaExceeded           code quota_exceeded
+    ├── QuotaExceeded           code quota_exceeded
+    └── TenantRefused           code unauthorized; the integration does not serve the tenant
 
 Every ToolError carries structured fields (`tool`, `call_id`, `status_code`, `retryable`) so
 the runtime can turn it into a ToolResult without parsing messages.
@@ -38,6 +40,7 @@ class ErrorCode(StrEnum):
     CLIENT_ERROR = "client_error"
     RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
+    PENDING = "pending"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     CIRCUIT_OPEN = "circuit_open"
     QUOTA_EXCEEDED = "quota_exceeded"
@@ -164,6 +167,17 @@ class DeadlineExceeded(ToolError):
     retryable = True
 
 
+class OutcomePending(ToolError):
+    """A write may have reached the upstream and no definitive answer came back.
+
+    It must not be sent again by the caller; with an idempotency key patchbay confirms it in
+    the background and records the outcome.
+    """
+
+    code = ErrorCode.PENDING
+    retryable = False
+
+
 class CircuitOpen(ToolError):
     """The integration's circuit breaker is open; no request was made."""
 
@@ -175,3 +189,9 @@ class QuotaExceeded(ToolError):
     """A quota (per day, per call) is used up; no request was made."""
 
     code = ErrorCode.QUOTA_EXCEEDED
+
+
+class TenantRefused(ToolError):
+    """The call's tenant is not one the integration serves; no request was made."""
+
+    code = ErrorCode.UNAUTHORIZED

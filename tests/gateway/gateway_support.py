@@ -31,7 +31,7 @@ CALLER = "+15551234567"
 SMALL_CONFIG = """
 version: 1
 integrations:
-  local: {base_url: "http://127.0.0.1:9"}
+  local: {base_url: "http://127.0.0.1:9", tenants: {acme: {}}}
 tools:
   echo:
     integration: local

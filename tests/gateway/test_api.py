@@ -6,12 +6,13 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from patchbay.spec import SchemaFormat, export_tools
+from patchbay.spec import CallContext, SchemaFormat, export_tools
 
 from .gateway_support import StackFactory, bearer, small_config
 
@@ -60,16 +61,32 @@ async def test_call_lifecycle(stack: StackFactory) -> None:
             **bearer(),
         )
         assert (status, data) == (200, {"call_id": "life-1", "started": True})
-        ctx = s.runtime.call_context("life-1")
+        ctx = s.runtime.call_context(CallContext("life-1", tenant="acme"))
         assert (ctx.tenant, ctx.caller, ctx.state) == ("acme", "+15550001111", {"k": "v"})
-        # later tool calls of the call see what start said
-        body = {"arguments": {"text": "t"}, "call": {"id": "life-1"}}
+        # later tool calls of the call (a call id is unique within its tenant) see what start said
+        body = {"arguments": {"text": "t"}, "call": {"id": "life-1", "tenant": "acme"}}
         _, echoed = await s.post("/tools/echo", body, **bearer())
         assert echoed["result"]["tenant"] == "acme" and echoed["result"]["caller"] == "+15550001111"
-        status, data = await s.post("/calls/life-1/end", raw=b"", **bearer())
+        status, data = await s.post("/calls/life-1/end?tenant=acme", raw=b"", **bearer())
         assert (status, data) == (200, {"call_id": "life-1", "ended": True})
-        assert s.runtime.call_context("life-1").state == {}
+        assert s.runtime.call_context(CallContext("life-1", tenant="acme")).state == {}
         assert (await s.post("/calls/life-2/start", raw=b""))[0] == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"state": ["not", "an", "object"]}, {"caller": 15550001111}, {"tenant": ["acme"]}],
+)
+async def test_call_start_refuses_fields_of_the_wrong_type(
+    stack: StackFactory, body: dict[str, object]
+) -> None:
+    async with stack(small_config()) as s:
+        status, data = await s.post("/calls/typed-1/start", body, **bearer())
+        assert status == 400 and data["error"]["code"] == "bad_request"
+        assert next(iter(body)) in data["error"]["message"]
+        # nothing was started: the call has no caller or state from the refused body
+        ctx = s.runtime.call_context(CallContext("typed-1"))
+        assert (ctx.caller, ctx.state) == (None, {})
 
 
 async def test_healthz_is_open(stack: StackFactory) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from patchbay.gateway._serve import _OneWrite
+from patchbay.gateway._protocol import _OneWrite
 
 
 class Recording:

@@ -279,3 +279,22 @@ def test_one_transport_serves_successive_event_loops(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1b", "\x00", "\x7f", "\r", "\n", "\x85"])
+async def test_a_header_with_a_control_character_never_reaches_the_wire(
+    transport: Transport, raw_server: Callable[[RawHandler], Awaitable[str]], char: str
+) -> None:
+    received: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65536))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    url = await raw_server(record)
+    with pytest.raises(TransportError, match="control character"):
+        await transport.send(request(f"{url}/x", headers={"X-Note": f"a{char}b"}), 5.0)
+    assert not any(received), "no byte of the request was sent"
+    tab = await transport.send(request(f"{url}/x", headers={"X-Note": "a\tb"}), 5.0)
+    assert tab.status == 200

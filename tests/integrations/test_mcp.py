@@ -26,9 +26,9 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from patchbay import ToolRuntime
+from patchbay import ToolResult, ToolRuntime
 from patchbay.gateway import create_app
-from patchbay.integrations._mcp import META_CALL_ID, mcp_asgi
+from patchbay.integrations._mcp import META_CALL_ID, mcp_asgi, tool_result
 from patchbay.spec import GatewayAuth, GatewaySpec, parameters_schema
 from patchbay.testing import BillingServer
 
@@ -165,6 +165,7 @@ async def test_stateless_endpoint_takes_the_call_from_x_call_id(
             refused = await stranger.call_tool("create_payment", PAYMENT_ARGS)
             assert refused.is_error
             assert llm(refused)["error"] == "invalid_arguments"
+            assert "not linked to a call" in llm(refused)["message"]
         async with connect(url, {"X-Call-Id": "pstn-4411"}) as second:
             assert_payment_heard(llm(await second.call_tool("create_payment", PAYMENT_ARGS)))
     assert_charged_once(await billing.ledger())
@@ -262,3 +263,52 @@ async def test_stdio_patchbay_mcp(billing: BillingServer, tmp_path: Path) -> Non
         again = llm(await session.call_tool("create_payment", PAYMENT_ARGS))
         assert again["result"]["confirmation_number"] == confirmation
     assert_charged_once(await billing.ledger())
+
+
+async def test_a_call_not_linked_is_told_so_not_to_look_the_invoices_up_again(
+    runtime: ToolRuntime, billing: BillingServer
+) -> None:
+    """The sessionless client names no call: the lookup happened, but on a call of its own, so
+    the payment's refusal says how to link the calls instead of the rule's "look them up"."""
+    async with serving(runtime, stateless=True) as url, Client(url) as client:
+        assert_lookup_heard(llm(await client.call_tool("lookup_customer_invoices", LOOKUP_ARGS)))
+        refused = llm(await client.call_tool("create_payment", PAYMENT_ARGS))
+    assert refused["error"] == "invalid_arguments"
+    words = refused["message"]
+    assert "not linked to a call" in words and "look the invoices up" not in words
+    assert "patchbay/call_id" in words and "X-Call-Id" in words
+    assert (await billing.ledger())["charges_by_invoice"] == {}
+
+
+async def test_unknown_tool_names_over_mcp_share_one_metrics_label(
+    runtime: ToolRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names a client makes up do not become label values: /metrics stays the same size."""
+    monkeypatch.setenv("PATCHBAY_GATEWAY_TOKEN", "tok-77aa")
+    auth = GatewayAuth(bearer="env:PATCHBAY_GATEWAY_TOKEN")
+    config = runtime.config.model_copy(update={"gateway": GatewaySpec(auth=auth)})
+    http = mcp_asgi(runtime)
+    app = create_app(runtime, config, extra_mounts=[http.route()], extra_lifespan=http.lifespan)
+    token = {"Authorization": "Bearer tok-77aa"}
+    async with (
+        uvicorn_serving(app) as base,
+        httpx2.AsyncClient(headers=token) as authorised,
+        streamable_http_client(f"{base}/mcp", http_client=authorised) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        await session.call_tool("made_up_0", {})
+        await authorised.get(f"{base}/metrics")  # the scrape itself is counted from now on
+        before = (await authorised.get(f"{base}/metrics")).content
+        for i in range(1, 101):
+            assert (await session.call_tool(f"made_up_{i}", {})).is_error
+        after = (await authorised.get(f"{base}/metrics")).content
+    assert b"made_up" not in after
+    assert b'patchbay_tool_calls_total{outcome="invalid_arguments",tool="unknown"} 101.0' in after
+    assert len(after) - len(before) < 200  # only the counts' digits grew
+
+
+def test_a_result_with_lone_surrogates_still_encodes() -> None:
+    from_upstream = ToolResult(ok=True, tool="t", call_id="c", result={"\ud800": "x\udc00"})
+    encoded = json.loads(tool_result(from_upstream).model_dump_json(by_alias=True))
+    assert encoded["structuredContent"] == {"ok": True, "result": {"\ufffd": "x\ufffd"}}

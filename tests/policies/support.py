@@ -13,7 +13,7 @@ import yaml
 
 from patchbay import CallContext, Config, ToolRuntime
 from patchbay.http._build import build_request
-from patchbay.http._types import Request, Response, TransportError
+from patchbay.http._types import ConnectError, Request, Response, TransportError
 from patchbay.observe import Emitter, MemorySink
 from patchbay.policies._base import Exchange, Policy, Send, chain
 from patchbay.spec import load_config_text
@@ -61,7 +61,11 @@ def status(code: int) -> Answer:
 
 
 async def refused(request: Request) -> Response:
-    raise TransportError("connection refused")
+    raise ConnectError("connection refused")  # nothing was sent
+
+
+async def reset(request: Request) -> Response:
+    raise TransportError("connection reset")  # after sending: the upstream may have acted
 
 
 def hang(seconds: float = 60.0) -> Answer:

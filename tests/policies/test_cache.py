@@ -50,7 +50,8 @@ async def test_tenants_never_share_entries() -> None:
         return await ok(request)
 
     transport = FakeTransport(per_tenant)
-    async with make_runtime(make_config(tools=CACHED), transport) as rt:
+    config = make_config({"tenants": {"acme": {}, "globex": {}}}, tools=CACHED)
+    async with make_runtime(config, transport) as rt:
         for tenant in ("acme", "globex", None, "acme", "globex", None):
             await rt.call_tool("get_item", ITEM, CallContext(id=f"c-{tenant}", tenant=tenant))
     assert len(transport.sent) == 3, "one request per tenant, then hits"

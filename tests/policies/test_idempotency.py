@@ -22,6 +22,7 @@ from .support import (
     ok,
     refused,
     request_for,
+    reset,
     status,
 )
 
@@ -80,17 +81,35 @@ async def test_replicas_sharing_a_store_send_once() -> None:
     assert first.result == second.result
 
 
-async def test_a_server_error_or_network_failure_releases_the_key() -> None:
-    for failure in (status(503), refused):
+async def test_a_refused_connection_releases_the_key() -> None:
+    transport = FakeTransport(refused)
+    async with make_runtime(make_config(), transport) as rt:
+        failed = await rt.call_tool("pay", PAY, "c-1")
+        transport.answer = charge
+        retried = await rt.call_tool("pay", PAY, "c-1")
+        again = await rt.call_tool("pay", PAY, "c-1")
+    # Nothing was sent: a failure, and the same key may go again.
+    assert failed.error is not None and failed.error.code == "upstream_unavailable"
+    assert failed.say == "I couldn't take the payment."
+    assert retried.ok and not retried.meta.get("deduplicated")
+    assert again.meta.get("deduplicated") and again.result == retried.result
+    assert len(transport.sent) == 2
+
+
+async def test_a_server_error_releases_the_key_for_the_confirmation() -> None:
+    for failure in (status(503), reset):
         transport = FakeTransport(failure)
         async with make_runtime(make_config(), transport) as rt:
-            failed = await rt.call_tool("pay", PAY, "c-1")
+            unknown = await rt.call_tool("pay", PAY, "c-1")
             transport.answer = charge
-            retried = await rt.call_tool("pay", PAY, "c-1")
+            await rt.drain()  # the background confirmation resends with the same key
+            recorded = await rt.background_outcome("c-1", "call_c-1_invoice_inv_1")
             again = await rt.call_tool("pay", PAY, "c-1")
-        assert failed.error is not None and failed.error.code == "upstream_unavailable"
-        assert retried.ok and not retried.meta.get("deduplicated")
-        assert again.meta.get("deduplicated") and again.result == retried.result
+        assert unknown.error is not None and unknown.error.code == "pending"
+        assert unknown.say is None, "never the failed words: the charge may have happened"
+        assert recorded is not None and recorded["outcome"] == "ok"
+        assert again.ok and again.meta.get("deduplicated")
+        assert again.result["confirmation_number"] == recorded["result"]["confirmation_number"]
         assert len(transport.sent) == 2
 
 
@@ -118,7 +137,8 @@ async def test_same_key_different_details_is_a_conflict_without_a_request() -> N
 
 async def test_tenants_have_separate_ledgers() -> None:
     transport = FakeTransport(charge)
-    async with make_runtime(make_config(), transport) as rt:
+    config = make_config({"tenants": {"acme": {}, "globex": {}}})
+    async with make_runtime(config, transport) as rt:
         for tenant in ("acme", "globex", "acme"):
             await rt.call_tool("pay", PAY, CallContext(id=f"c-{tenant}", tenant=tenant))
         await rt.call_tool("pay", PAY, CallContext(id="c-acme", tenant="globex"))
@@ -138,7 +158,7 @@ async def test_a_duplicate_gives_up_within_its_budget_with_words() -> None:
         await asyncio.sleep(0.05)
         waiting = await b.call_tool("pay", PAY, "c-1")
         assert (await first).ok
-    assert waiting.error is not None and waiting.error.code == "timeout"
+    assert waiting.error is not None and waiting.error.code == "pending"
     assert len(transport.sent) == 1
 
 

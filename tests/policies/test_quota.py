@@ -59,7 +59,7 @@ async def test_an_integration_per_call_quota_covers_all_its_tools() -> None:
 async def test_daily_quota_per_tenant_rolls_over_at_midnight_utc() -> None:
     clock = Clock(1_700_000_000.0 - 1_700_000_000.0 % 86400 + 86400 - 5)  # 23:59:55 UTC
     store = MemoryStore()
-    config = make_config({"quota": {"per_day": 2}})
+    config = make_config({"quota": {"per_day": 2}, "tenants": {"acme": {}, "globex": {}}})
     transport = FakeTransport()
     send = pipeline([QuotaPolicy(store, clock=clock)], transport)
 

@@ -92,9 +92,11 @@ async def test_a_failed_payment_can_be_retried_and_a_rejected_one_is_remembered(
     rt = make_runtime(billing_yaml())
     proxy.add(Fault("status", status=503, times=1))
     failed = await rt.call_tool("pay_invoice", PAYMENT, "call-1")
-    assert failed.error is not None and failed.error.code == "upstream_unavailable"
+    # A 503 may come after the charge: pending, and confirmed in the background with the key.
+    assert failed.error is not None and failed.error.code == "pending"
     retried = await rt.call_tool("pay_invoice", PAYMENT, "call-1")
-    assert retried.ok and not retried.meta.get("deduplicated")
+    assert retried.ok
+    await rt.drain()
 
     too_much = {**PAYMENT, "invoice_id": "inv_2002", "amount": 10_000_000}
     rejected = [await rt.call_tool("pay_invoice", too_much, "call-1") for _ in range(2)]

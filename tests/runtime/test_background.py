@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from patchbay import CallContext, ToolRuntime
 from patchbay._errors import ConfigErrors
+from patchbay.cli import app
 from patchbay.observe import MemorySink
 from patchbay.spec import load_config_text
 from patchbay.testing import BillingServer, Fault, FaultProxy
@@ -181,11 +187,13 @@ async def test_a_write_that_failed_before_a_restart_completes_once_after(
     async with _runtime(env, state=state) as a:
         call = await _looked_up(a, "c-crash")
         assert (await a.call_tool("create_payment", PAY_1001, call)).ok
-        while _posts(proxy) < 3:
-            await a.drain(0.05)
-        await a.drain()
-        [entry] = await a.pending_background()
-        assert entry.attempts == 1 and entry.last_error == "upstream_unavailable"
+        entry = None
+        while entry is None or entry.attempts < 1:
+            await asyncio.sleep(0.01)  # until the first try is stored back, waiting to resend
+            entry = next(iter(await a.pending_background()), None)
+        # 503 to a write: it may have been made, so it is pending and resent with its key.
+        assert entry.attempts == 1 and entry.last_error == "pending"
+        assert _posts(proxy) == 3
     async with _runtime(env, state=state) as b:
         while await b.pending_background():
             await b.drain()
@@ -201,3 +209,56 @@ def test_a_background_post_needs_an_idempotency_key(env: dict[str, str]) -> None
         load_config_text(text, base_dir=EXAMPLE_DIR, env=env)
     assert [e.location for e in info.value.errors] == ["tools.create_payment.mode"]
     assert "idempotency key" in info.value.errors[0].message
+
+
+async def test_drain_waits_for_a_write_in_its_backoff(
+    env: dict[str, str], proxy: FaultProxy, billing: BillingServer
+) -> None:
+    async with _runtime(env) as rt:
+        call = await _looked_up(rt, "c-drain")
+        # The first outbox try spends its three requests; the entry then waits out a backoff.
+        proxy.add(Fault("status", status=503, method="POST", times=3))
+        assert (await rt.call_tool("create_payment", PAY_1001, call)).ok
+        assert await rt.drain()
+        assert await rt.pending_background() == []
+        assert (await billing.ledger())["charges_by_invoice"] == {"inv_1001": 1}
+
+
+@pytest.fixture
+def cli_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, BillingServer]]:
+    server = BillingServer(in_process=True).start()
+    monkeypatch.setenv("BILLING_URL", server.url)
+    monkeypatch.setenv("BILLING_API_KEY", server.api_key)
+    data = yaml.safe_load(CONFIG % {"state": "memory", "accepted": ACCEPTED})
+    del data["tools"]["lookup_customer_invoices"]  # the payment alone, as a one-shot command
+    path = tmp_path / "patchbay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    yield path, server
+    server.stop()
+
+
+def test_patchbay_call_sends_a_background_write_before_it_exits(
+    cli_config: tuple[Path, BillingServer],
+) -> None:
+    path, server = cli_config
+    state = json.dumps({"customer_id": "cus_8F2kLq"})
+    args = ["call", "create_payment", "-c", str(path), "--args", json.dumps(PAY_1001)]
+    result = CliRunner().invoke(app, [*args, "--state", state, "--call-id", "c-cli"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["ok"] and answer["result"]["status"] == "accepted"
+    ledger = asyncio.run(server.ledger())
+    assert ledger["charges_by_invoice"] == {"inv_1001": 1}, "the accepted write was sent"
+
+
+def test_validate_warns_about_a_background_tool_on_a_memory_store(
+    cli_config: tuple[Path, BillingServer],
+) -> None:
+    path, _ = cli_config
+    result = CliRunner().invoke(app, ["validate", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: tools.create_payment.mode: mode: background on state: memory" in (
+        result.output
+    )

@@ -101,7 +101,7 @@ async def test_budget_ends_on_a_slow_payment_which_still_completes_once(
         result = await rt.call_tool("create_payment", PAY_1001, call)
         elapsed = time.monotonic() - started
         assert not result.ok and result.error is not None
-        assert result.error.code == "timeout"
+        assert result.error.code == "pending"  # sent, outcome not known yet: never "failed"
         assert result.say == STILL
         assert "do not send it again" in result.error.message
         assert result.meta.get("finishing_in_background") is True
@@ -140,8 +140,8 @@ async def test_asking_again_while_the_write_finishes_charges_once(
         proxy.add(Fault("slow", method="POST", delay_s=0.8))
         first = await rt.call_tool("create_payment", PAY_1001, call)
         second = await rt.call_tool("create_payment", PAY_1001, call)
-        assert first.error is not None and first.error.code == "timeout"
-        assert second.error is not None and second.error.code == "timeout"
+        assert first.error is not None and first.error.code == "pending"
+        assert second.error is not None and second.error.code == "pending"
         assert second.say == STILL
         await rt.drain()
     assert (await billing.ledger())["charges_by_invoice"] == {"inv_1001": 1}
@@ -154,7 +154,7 @@ async def test_a_write_without_key_is_recorded_as_unresolved(
     async with _runtime(env, sink) as rt:
         proxy.add(Fault("hang", method="POST"))
         result = await rt.call_tool("unkeyed_payment", {"invoice_id": "inv_1001"}, "c-nokey")
-        assert result.error is not None and result.error.code == "timeout"
+        assert result.error is not None and result.error.code == "pending"
         await rt.drain()
         assert [e["outcome"] for e in _adopted(sink)] == ["unresolved"]
     assert proxy.stats().total == 1, "a write without a key is never sent twice"

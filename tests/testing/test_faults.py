@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -299,3 +300,167 @@ async def test_query_headers_and_body_are_forwarded_intact(
 def test_url_needs_a_started_proxy() -> None:
     with pytest.raises(RuntimeError):
         _ = FaultProxy("http://127.0.0.1:1").url
+
+
+# Hostile bodies: what an upstream (or something in front of it) may answer with.
+
+
+async def test_endless_body_never_ends_and_the_handler_goes_when_the_client_does(
+    client: aiohttp.ClientSession, proxy: FaultProxy
+) -> None:
+    proxy.add(Fault("endless"))
+    seen = 0
+    async with client.get(JAMIE) as answer:
+        assert answer.status == 200
+        assert answer.headers["Transfer-Encoding"] == "chunked"
+        async for chunk in answer.content.iter_any():
+            seen += len(chunk)
+            if seen > 8 * 1024 * 1024:
+                break
+        answer.close()  # the client gives up on the connection
+    assert seen > 8 * 1024 * 1024
+    for _ in range(100):
+        if asyncio.all_tasks() == {asyncio.current_task()}:
+            break
+        await asyncio.sleep(0.02)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_stopping_the_proxy_ends_an_endless_body(billing: BillingServer) -> None:
+    proxy = await FaultProxy(billing.url).start()
+    proxy.add(Fault("endless"))
+    async with (
+        aiohttp.ClientSession(headers=billing.headers) as session,
+        session.get(proxy.url + JAMIE) as answer,
+    ):
+        await answer.content.readexactly(1024)
+        await proxy.stop()
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await answer.read()
+
+
+async def test_gzip_bomb_is_small_on_the_wire_and_huge_inflated(
+    proxy: FaultProxy, billing: BillingServer
+) -> None:
+    proxy.add(Fault("gzip_bomb", size=50 * 1024 * 1024))
+    async with (
+        aiohttp.ClientSession(headers=billing.headers, auto_decompress=False) as session,
+        session.get(proxy.url + JAMIE) as answer,
+    ):
+        assert answer.status == 200
+        assert answer.headers["Content-Encoding"] == "gzip"
+        packed = await answer.read()
+    assert len(packed) < 200 * 1024
+    inflate = zlib.decompressobj(31)
+    size, head = 0, b""
+    data = packed
+    while data:
+        out = inflate.decompress(data, 1 << 20)  # bounded steps: inflating it whole is the bomb
+        head = head or out[:9]
+        size += len(out)
+        data = inflate.unconsumed_tail
+    assert head == b'{"data":"'
+    assert size == 50 * 1024 * 1024 + len('{"data":""}')
+    # The upstream was asked all the same: only its answer was swapped for the bomb.
+    assert proxy.stats().forwarded == 1
+    assert (await billing.ledger())["requests"] == 1
+
+
+async def test_gzip_bomb_default_size_is_far_past_any_answer_limit(
+    proxy: FaultProxy, billing: BillingServer
+) -> None:
+    proxy.add(Fault("gzip_bomb"))
+    async with (
+        aiohttp.ClientSession(headers=billing.headers, auto_decompress=False) as session,
+        session.get(proxy.url + JAMIE) as answer,
+    ):
+        packed = await answer.read()
+    inflate = zlib.decompressobj(31)
+    inflated = len(inflate.decompress(packed, 300 * 1024 * 1024))
+    assert inflated > 200 * 1024 * 1024
+
+
+async def test_short_length_sends_the_whole_answer_under_a_smaller_length(
+    proxy: FaultProxy, billing: BillingServer
+) -> None:
+    proxy.add(Fault("short_length"))
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    key = billing.headers["X-API-Key"]
+    writer.write(f"GET {JAMIE} HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n".encode())
+    raw = await reader.read()  # until the proxy closes: everything it sent
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    declared = int(
+        dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])[b"Content-Length"]
+    )
+    assert json.loads(body)["data"]["customer"]["name"] == "Jamie Patel"
+    assert declared == len(body) // 2
+    assert (await billing.ledger())["requests"] == 1  # the upstream did answer
+
+
+async def test_short_length_never_gives_a_client_the_whole_answer(
+    client: aiohttp.ClientSession, proxy: FaultProxy
+) -> None:
+    proxy.add(Fault("short_length"))
+    try:
+        async with client.get(JAMIE) as answer:
+            body = await answer.read()
+    except aiohttp.ClientError:
+        return  # a strict client notices the bytes past the length
+    assert answer.status == 200 and len(body) == answer.content_length
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(body)
+
+
+async def test_long_length_closes_before_the_promised_bytes(
+    client: aiohttp.ClientSession, proxy: FaultProxy, billing: BillingServer
+) -> None:
+    proxy.add(Fault("long_length", method="POST"))
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with client.post(
+            "/payments", json=PAYMENT, headers={"Idempotency-Key": "long-1"}
+        ) as answer:
+            assert answer.status == 201  # the upstream's own status
+            await answer.read()
+    assert proxy.stats().faults == {"long_length": 1}
+    # The payment went through: only its answer was broken on the way back.
+    assert (await billing.ledger())["charges_by_invoice"] == {"inv_1001": 1}
+
+
+async def test_hostile_bodies_keep_the_upstream_status(
+    client: aiohttp.ClientSession, proxy: FaultProxy
+) -> None:
+    proxy.add(Fault("deep_json", size=2, times=1))
+    async with client.get("/customers/cus_nobody") as answer:
+        assert (answer.status, await answer.read()) == (404, b"[[]]")
+
+
+async def test_deep_json_is_nested_past_any_recursion_limit(
+    client: aiohttp.ClientSession, proxy: FaultProxy
+) -> None:
+    proxy.add(Fault("deep_json", times=1))
+    async with client.get(JAMIE) as answer:
+        assert answer.content_type == "application/json"
+        body = await answer.read()
+    assert body == b"[" * 200_000 + b"]" * 200_000
+    with pytest.raises(RecursionError):
+        json.loads(body)
+    proxy.add(Fault("deep_json", size=3))
+    async with client.get(JAMIE) as answer:
+        assert await answer.read() == b"[[[]]]"
+
+
+async def test_chaos_mixes_hostile_bodies_too(
+    client: aiohttp.ClientSession, proxy: FaultProxy
+) -> None:
+    proxy.seed(5)
+    proxy.chaos({"deep_json": 0.5, "gzip_bomb": 0.5})
+    for _ in range(10):
+        async with client.get(JAMIE, auto_decompress=False) as answer:
+            await answer.read()
+    assert set(proxy.stats().faults) == {"deep_json", "gzip_bomb"}
+
+
+def test_fault_refuses_a_size_below_one() -> None:
+    with pytest.raises(ValueError, match="size"):
+        Fault("deep_json", size=0)

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit
+from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit, secrets_or_exit
 from patchbay.observe import JsonLinesSink
 from patchbay.runtime import ToolCall, ToolRuntime
-from patchbay.spec import CallContext, SchemaFormat, export_tools
+from patchbay.spec import CallContext, Config, SchemaFormat, export_tools
+from patchbay.spec._checks import state_warnings
 from patchbay.state import StateError
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help=CONFIG_HELP)]
@@ -20,8 +21,11 @@ ConfigOpt = Annotated[str, typer.Option("--config", "-c", help=CONFIG_HELP)]
 
 @app.command()
 def validate(config: ConfigOpt = "patchbay.yaml") -> None:
-    """Check a config: every mistake is printed with its location; exit 2 if any."""
+    """Check a config and resolve its secrets: every mistake is printed with its location."""
     cfg = load_or_exit(config)
+    secrets_or_exit(cfg)
+    for warning in state_warnings(cfg.state, cfg.tools):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {len(cfg.integrations)} integrations, {len(cfg.tools)} tools")
 
 
@@ -53,20 +57,32 @@ def call(
     cfg = load_or_exit(config)
     if tool not in cfg.tools:
         fail(f"unknown tool {tool!r}; the config has: {', '.join(sorted(cfg.tools))}")
+    if cfg.tools[tool].integration:
+        secrets_or_exit(cfg, integration=cfg.tools[tool].integration, tenant=tenant)
     arguments = _json_object(args, "--args")
     call_state = _json_object(state, "--state")
     ctx = CallContext(id=call_id, tenant=tenant, caller=caller, state=call_state)
 
-    async def run() -> str:
+    async def run() -> None:
         sinks = [JsonLinesSink(sys.stderr)] if events else []
         async with ToolRuntime(cfg, sinks=sinks) as runtime:
             result = await runtime.execute(ToolCall(tool, arguments, ctx))
-        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+            print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), flush=True)
+            # A one-shot process: background writes (accepted ones, and those being confirmed)
+            # are finished within their retry plan before it exits, or they would be lost.
+            if not await runtime.drain(_drain_s(cfg)):
+                print("warning: background writes were still unfinished at exit", file=sys.stderr)
 
     try:
-        print(asyncio.run(run()))
+        asyncio.run(run())
     except StateError as exc:
         fail(f"state: {exc}")
+
+
+def _drain_s(cfg: Config) -> float:
+    """The longest a background write of this config may take: its confirmation window."""
+    spans = [t.idempotency.reconcile_s for t in cfg.tools.values() if t.idempotency]
+    return max([120.0, *spans]) + 30.0
 
 
 def _json_object(text: str, option: str) -> dict[str, object]:

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from patchbay.cli._app import CONFIG_HELP, app, load_or_exit
-from patchbay.integrations._mcp import serve_stdio
+from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, secrets_or_exit
 from patchbay.runtime import ToolRuntime
 from patchbay.spec import Config
 
@@ -23,9 +22,14 @@ def mcp_command(
 ) -> None:
     """Serve every tool over MCP on stdin/stdout, for desktop assistants and agent SDKs."""
     loaded = load_or_exit(config)
+    secrets_or_exit(loaded)  # an MCP client shows stderr once; a failure per call helps no one
     asyncio.run(_serve(loaded, call_id))
 
 
 async def _serve(config: Config, call_id: str | None) -> None:
+    # Imported here, not at the top: the MCP SDK takes about half of the CLI's start-up time,
+    # which every other command (and --help) would otherwise pay.
+    from patchbay.integrations._mcp import serve_stdio
+
     async with ToolRuntime(config) as runtime:
         await serve_stdio(runtime, call_id=call_id)

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Annotated
 
 import typer
 
-from patchbay._errors import SecretError
-from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit
-from patchbay.gateway import Credentials, run
+from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, secrets_or_exit
 from patchbay.http import SecretResolver
-from patchbay.spec import Config
-
-
-def _check_secrets(cfg: Config) -> None:
-    """Resolve the gateway's secrets now, so a missing one is a one-line reason, not a trace."""
-    creds = Credentials(cfg.gateway.auth, SecretResolver(base_dir=cfg.base_dir))
-    try:
-        asyncio.run(creds.load())
-    except SecretError as exc:
-        fail(f"gateway.auth: {exc}")
-    if not creds.configured:
-        logging.getLogger("patchbay.gateway").warning(
-            "gateway.auth has no bearer, no platform secret and open is false: "
-            "every caller will be refused"
-        )
 
 
 @app.command()
@@ -40,7 +22,16 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Serve the gateway: /tools, /vapi, /retell, /elevenlabs, /calls, /metrics, /healthz."""
+    # Imported here, not at the top: the gateway brings the MCP SDK and the ASGI stack, about
+    # half of the CLI's start-up time, which every other command (and --help) would pay.
+    from patchbay.gateway import Credentials, run
+
     cfg = load_or_exit(config)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    _check_secrets(cfg)
+    secrets_or_exit(cfg)  # every reference, integrations' too: fail now, not on every call
+    if not Credentials(cfg.gateway.auth, SecretResolver(base_dir=cfg.base_dir)).configured:
+        logging.getLogger("patchbay.gateway").warning(
+            "gateway.auth has no bearer, no platform secret and open is false: "
+            "every caller will be refused"
+        )
     run(cfg, host=host, port=port, graceful_s=graceful, log_level=log_level)

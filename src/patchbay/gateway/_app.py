@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -13,33 +14,39 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patchbay._errors import ConfigError
-from patchbay.gateway._auth import Credentials
+from patchbay.gateway._auth import Caller, Credentials, retell_signature_shaped
 from patchbay.gateway._elevenlabs import elevenlabs_call
 from patchbay.gateway._http import (
     JSON,
+    BodyBudget,
     DoorError,
     Surface,
-    arguments_object,
+    api_arguments,
     dumps,
     error_body,
     json_response,
+    lifecycle_fields,
     mapping,
     parse_object,
+    query_params,
     read_body,
     refuse,
+    request_path,
     text_or_none,
 )
 from patchbay.gateway._retell import retell_call
 from patchbay.gateway._vapi import answer_vapi
 from patchbay.http import SecretResolver
+from patchbay.integrations._mcp import HEADER_TENANT, SCOPE_TENANT
 from patchbay.observe._metrics import METRICS_CONTENT_TYPE, PrometheusSink
 from patchbay.runtime import ToolCall, ToolRuntime
+from patchbay.runtime._logs import log_exception
 from patchbay.spec import CallContext, Config, SchemaFormat, export_tools
 
 __all__ = ["Gateway", "Lifespan", "create_app"]
@@ -47,6 +54,10 @@ __all__ = ["Gateway", "Lifespan", "create_app"]
 log = logging.getLogger("patchbay.gateway")
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+# Bodies read before their sender is verified (Retell's signature covers the body), all requests
+# together: real ones are a few KiB, and stalled senders must not hold max_body_bytes each.
+UNVERIFIED_BODY_BYTES = 4 * 1024 * 1024
 
 
 class Gateway:
@@ -64,6 +75,10 @@ class Gateway:
         self.credentials = credentials
         self.metrics = metrics
         self.max_body = config.gateway.max_body_bytes
+        auth = config.gateway.auth
+        keys = [auth.retell_api_key, *(t.retell_api_key for t in auth.tenants.values())]
+        self.signs_retell = any(keys)
+        self.unverified = BodyBudget(max(UNVERIFIED_BODY_BYTES, 4 * self.max_body))
         self._schemas: dict[tuple[str, bool], bytes] = {}
         self.requests = metrics.counter(
             "patchbay_gateway_requests",
@@ -77,11 +92,11 @@ class Gateway:
             (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
 
-    async def admit(self, surface: Surface, request: Request, body: bytes = b"") -> None:
-        """Refuse (DoorError) a caller the config does not let in."""
+    async def admit(self, surface: Surface, request: Request, body: bytes = b"") -> Caller:
+        """Who the request comes in as; refuse (DoorError) a caller the config does not let in."""
         if not self.credentials.loaded:
             await self.credentials.load()
-        self.credentials.check(surface, request.headers, body)
+        return self.credentials.check(surface, request.headers, body)
 
     async def handle(
         self, surface: Surface, request: Request, work: Callable[[], Awaitable[Any]]
@@ -96,8 +111,13 @@ class Gateway:
         except DoorError as err:
             self._count(surface, err.status, started)
             return refuse(surface, request, err)
-        except Exception:
-            log.exception("gateway error on %s %s", request.method, request.url.path)
+        except ClientDisconnect:
+            # Gone before its request arrived whole (or closed for being too slow): no one to
+            # answer and nothing failed here. 499 as nginx counts it.
+            self._count(surface, 499, started)
+            return Response(status_code=499)
+        except Exception as exc:
+            log_exception(log, exc, "gateway error on %s %s", request.method, request_path(request))
             self._count(surface, 500, started)
             return json_response(error_body(surface, "internal", "The gateway failed."), 500)
         response = data if isinstance(data, Response) else json_response(data)
@@ -120,11 +140,11 @@ class Gateway:
     def require_tool(self, name: str) -> None:
         """Refuse a tool name the config does not have (404)."""
         if name not in self.runtime.tools:
-            raise DoorError(404, "unknown_tool", f"There is no tool named {name}.")
+            raise DoorError(404, "unknown_tool", f"There is no tool named {name[:64]}.")
 
 
 def _tenant(request: Request) -> str | None:
-    return request.query_params.get("tenant") if request.scope.get("query_string") else None
+    return query_params(request).get("tenant")
 
 
 def _call(data: Any, tenant: str | None) -> CallContext | None:
@@ -132,15 +152,19 @@ def _call(data: Any, tenant: str | None) -> CallContext | None:
     call_id = text_or_none(call.get("id"))
     if call_id is None:
         return None
-    return CallContext(
-        id=call_id,
-        tenant=text_or_none(call.get("tenant")) or tenant,
-        caller=text_or_none(call.get("caller")),
-    )
+    return CallContext(id=call_id, tenant=tenant, caller=text_or_none(call.get("caller")))
+
+
+def _context(rt: ToolRuntime, found: CallContext | None, tenant: str | None) -> CallContext:
+    """The live context of the call a request names, or a one-off one: both run as `tenant`."""
+    ctx = rt.call_context(found)
+    if found is None:
+        ctx.tenant = tenant
+    return ctx
 
 
 def _query(request: Request) -> Mapping[str, str]:
-    return request.query_params if request.scope.get("query_string") else {}
+    return query_params(request)
 
 
 def _routes(gw: Gateway) -> list[BaseRoute]:
@@ -151,7 +175,13 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
 
     async def metrics(request: Request) -> Response:
         async def work() -> Response:
-            await gw.admit(Surface.API, request)
+            caller = await gw.admit(Surface.API, request)
+            if caller.tenant is not None:
+                raise DoorError(
+                    403,
+                    "forbidden",
+                    "The metrics cover every tenant: only the operator may read them.",
+                )
             return Response(gw.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
         return await gw.handle(Surface.API, request, work)
@@ -159,14 +189,15 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
     async def list_tools(request: Request) -> Response:
         async def work() -> Response:
             await gw.admit(Surface.API, request)
-            raw = request.query_params.get("format", SchemaFormat.OPENAI.value)
+            query = query_params(request)
+            raw = query.get("format", SchemaFormat.OPENAI.value)
             try:
                 fmt = SchemaFormat(raw)
             except ValueError:
                 known = ", ".join(f.value for f in SchemaFormat)
                 message = f"Unknown format {raw!r}; use {known}."
                 raise DoorError(400, "bad_request", message) from None
-            strict = request.query_params.get("strict", "true").lower() not in ("0", "false", "no")
+            strict = query.get("strict", "true").lower() not in ("0", "false", "no")
             try:
                 return Response(gw.schemas(fmt, strict), media_type=JSON)
             except ConfigError as exc:
@@ -177,36 +208,52 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
     async def call_tool(request: Request) -> Response:
         async def work() -> Any:
             name = request.path_params["name"]
-            await gw.admit(Surface.API, request)
+            caller = await gw.admit(Surface.API, request)
             gw.require_tool(name)
             body = parse_object(await read_body(request, gw.max_body))
-            arguments = arguments_object(body.get("arguments"), "arguments")
-            ctx = _call(body.get("call"), _tenant(request))
-            result = await rt.execute(ToolCall(name, arguments, rt.call_context(ctx)))
+            arguments = api_arguments(body)
+            named = text_or_none(mapping(body.get("call")).get("tenant"))
+            tenant = gw.credentials.tenant(caller, named, _tenant(request))
+            ctx = _context(rt, _call(body.get("call"), tenant), tenant)
+            result = await rt.execute(ToolCall(name, arguments, ctx))
             return result.to_dict()
 
         return await gw.handle(Surface.API, request, work)
 
     async def vapi(request: Request) -> Response:
         async def work() -> Any:
-            await gw.admit(Surface.VAPI, request)
+            caller = await gw.admit(Surface.VAPI, request)
+            tenant = gw.credentials.tenant(caller, _tenant(request))
             body = parse_object(await read_body(request, gw.max_body))
             message = body.get("message")
             if not isinstance(message, dict):
                 raise DoorError(400, "bad_request", "The body has no message object.")
-            return await answer_vapi(rt, message, _tenant(request))
+            limit = gw.config.gateway.max_tool_calls_per_message
+            return await answer_vapi(rt, message, tenant, max_calls=limit)
 
         return await gw.handle(Surface.VAPI, request, work)
 
     async def retell(request: Request) -> Response:
         async def work() -> Any:
             name = request.path_params["name"]
-            raw = await read_body(request, gw.max_body)  # the signature covers the raw body
-            await gw.admit(Surface.RETELL, request, raw)
+            if gw.signs_retell:
+                # The signature covers the raw body, so the body is read before the check: only
+                # a well-formed header gets that far, and unverified bodies share one budget.
+                signature = request.headers.get("x-retell-signature")
+                if not signature:
+                    raise DoorError(401, "unauthorized", "X-Retell-Signature is missing.")
+                if not retell_signature_shaped(signature):
+                    raise DoorError(401, "unauthorized", "X-Retell-Signature is wrong or stale.")
+                raw = await read_body(request, gw.max_body, gw.unverified)
+                caller = await gw.admit(Surface.RETELL, request, raw)
+            else:
+                caller = await gw.admit(Surface.RETELL, request)
+                raw = await read_body(request, gw.max_body)
+            tenant = gw.credentials.tenant(caller, _tenant(request))
             gw.require_tool(name)
             body = parse_object(raw)
-            args, ctx = retell_call(name, body, _query(request), request.headers, _tenant(request))
-            result = await rt.execute(ToolCall(name, args, rt.call_context(ctx)))
+            args, found = retell_call(name, body, _query(request), request.headers, tenant)
+            result = await rt.execute(ToolCall(name, args, _context(rt, found, tenant)))
             return result.for_llm()
 
         return await gw.handle(Surface.RETELL, request, work)
@@ -214,14 +261,13 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
     async def elevenlabs(request: Request) -> Response:
         async def work() -> Any:
             name = request.path_params["name"]
-            await gw.admit(Surface.ELEVENLABS, request)
+            caller = await gw.admit(Surface.ELEVENLABS, request)
+            tenant = gw.credentials.tenant(caller, _tenant(request))
             gw.require_tool(name)
             body = parse_object(await read_body(request, gw.max_body))
             params = rt.tools[name].parameters
-            args, ctx = elevenlabs_call(
-                params, body, _query(request), request.headers, _tenant(request)
-            )
-            result = await rt.execute(ToolCall(name, args, rt.call_context(ctx)))
+            args, found = elevenlabs_call(params, body, _query(request), request.headers, tenant)
+            result = await rt.execute(ToolCall(name, args, _context(rt, found, tenant)))
             return result.for_llm()
 
         return await gw.handle(Surface.ELEVENLABS, request, work)
@@ -229,12 +275,14 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
     async def start_call(request: Request) -> Response:
         async def work() -> Any:
             call_id = request.path_params["call_id"]
-            await gw.admit(Surface.API, request)
+            caller = await gw.admit(Surface.API, request)
             raw = await read_body(request, gw.max_body)
             body = parse_object(raw) if raw.strip() else {}
+            lifecycle_fields(body)
+            named = text_or_none(body.get("tenant"))
             ctx = CallContext(
                 id=call_id,
-                tenant=text_or_none(body.get("tenant")) or _tenant(request),
+                tenant=gw.credentials.tenant(caller, named, _tenant(request)),
                 caller=text_or_none(body.get("caller")),
                 state=dict(mapping(body.get("state"))),
             )
@@ -250,8 +298,13 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
     async def end_call(request: Request) -> Response:
         async def work() -> Any:
             call_id = request.path_params["call_id"]
-            await gw.admit(Surface.API, request)
-            await rt.end_call(call_id)
+            caller = await gw.admit(Surface.API, request)
+            raw = await read_body(request, gw.max_body)
+            body = parse_object(raw) if raw.strip() else {}
+            lifecycle_fields(body)
+            named = text_or_none(body.get("tenant"))
+            # Ends this tenant's call of that id: another tenant's call of the same id goes on.
+            await rt.end_call(call_id, gw.credentials.tenant(caller, named, _tenant(request)))
             return {"call_id": call_id, "ended": True}
 
         return await gw.handle(Surface.API, request, work)
@@ -317,7 +370,9 @@ class _GatewayApp(Starlette):
 
 
 class _GuardMounts:
-    """Bearer-checks requests to mounted apps (e.g. /mcp), which cannot check for themselves."""
+    """Bearer-checks requests to mounted apps (e.g. /mcp), which cannot check for themselves,
+    and bounds their bodies at `max_body_bytes` before the app reads any of it (the MCP SDK's
+    own limit is 4 MiB, answered in plain text)."""
 
     def __init__(self, app: ASGIApp, prefixes: tuple[str, ...], gateway: Gateway) -> None:
         self.app = app
@@ -327,15 +382,44 @@ class _GuardMounts:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.prefixes and scope["path"].startswith(self.prefixes):
             creds = self.gateway.credentials
+            request = Request(scope, receive)
             try:
                 if not creds.loaded:
                     await creds.load()
-                creds.check(Surface.API, Headers(scope=scope))
+                headers = Headers(scope=scope)
+                caller = creds.check(Surface.API, headers)
+                creds.tenant(caller, headers.get(HEADER_TENANT))  # refused here, as HTTP
+                scope[SCOPE_TENANT] = functools.partial(_mcp_tenant, creds, caller)
+                body = await read_body(request, self.gateway.max_body)
             except DoorError as err:
-                request = Request(scope, receive)
                 await refuse(Surface.API, request, err)(scope, receive, send)
                 return
+            except ClientDisconnect:
+                return  # gone before its request arrived whole: no one to answer
+            receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` for an app behind a reader of the body: the body whole first, then the rest."""
+    first: Message | None = {"type": "http.request", "body": body, "more_body": False}
+
+    async def replay() -> Message:
+        nonlocal first
+        if first is None:
+            return await receive()
+        message, first = first, None
+        return message
+
+    return replay
+
+
+def _mcp_tenant(creds: Credentials, caller: Caller, named: str | None) -> str | None:
+    """The tenant an MCP tool call runs as (see `SCOPE_TENANT`)."""
+    try:
+        return creds.tenant(caller, named)
+    except DoorError as err:
+        raise PermissionError(err.message) from None
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -343,7 +427,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     if status == 405:
         body = error_body(Surface.API, "method_not_allowed", f"{request.method} is not allowed.")
     else:
-        body = error_body(Surface.API, "not_found", f"Nothing at {request.url.path}.")
+        body = error_body(Surface.API, "not_found", f"Nothing at {request_path(request)}.")
     return json_response(body, status)
 
 
@@ -380,7 +464,10 @@ def create_app(
     creds_kw: dict[str, Any] = {} if clock_ms is None else {"clock_ms": clock_ms}
     credentials = Credentials(cfg.gateway.auth, resolver, **creds_kw)
     if metrics is None:
-        metrics = PrometheusSink()
+        # Names callers make up (tools, tenants) are counted under one label each.
+        tenants = {t for i in cfg.integrations.values() for t in i.tenants}
+        tenants.update(cfg.gateway.auth.tenants)
+        metrics = PrometheusSink(tools=runtime.tools, tenants=tenants)
         runtime.emitter.add(metrics)
     gw = Gateway(runtime, cfg, credentials, metrics)
 

@@ -1,5 +1,7 @@
 """Who may call the gateway: a bearer token, per-platform shared secrets, Retell's signature.
 
+Each credential belongs to the operator or to one tenant, whose requests then run as it.
+
 Every secret is a reference (`env:NAME`, `file:PATH`, ...) resolved once at startup; values
 live only inside `Secret` and are compared in constant time.
 """
@@ -11,21 +13,28 @@ import hmac
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
+from patchbay._errors import SecretError
 from patchbay.gateway._http import DoorError, Surface
 from patchbay.http import Secret, SecretResolver
 from patchbay.spec import GatewayAuth
 
 __all__ = [
+    "ANYONE",
+    "OPERATOR",
     "RETELL_TOLERANCE_MS",
+    "Caller",
     "Credentials",
+    "retell_signature_shaped",
     "sign_retell",
     "verify_retell_signature",
 ]
 
 # retell-sdk's verify(): a signature older or newer than five minutes is refused.
 RETELL_TOLERANCE_MS = 5 * 60 * 1000
-_RETELL_SIGNATURE = re.compile(r"v=(\d+),d=(.*)")
+# At most 16 digits (milliseconds until the year 318857): int() of thousands of digits raises.
+_RETELL_SIGNATURE = re.compile(r"v=(\d{1,16}),d=(.*)")
 
 
 def _now_ms() -> int:
@@ -40,6 +49,11 @@ def sign_retell(body: bytes, api_key: str, timestamp_ms: int | None = None) -> s
     """An `X-Retell-Signature` value for `body`, as Retell sends it: `v=<ms>,d=<hex>`."""
     ts = _now_ms() if timestamp_ms is None else timestamp_ms
     return f"v={ts},d={_retell_digest(body, ts, api_key)}"
+
+
+def retell_signature_shaped(signature: str | None) -> bool:
+    """Whether `signature` looks like Retell's (checked before the body it covers is read)."""
+    return bool(signature) and _RETELL_SIGNATURE.search(signature or "") is not None
 
 
 def verify_retell_signature(
@@ -80,8 +94,29 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     return token.strip() or None
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request came in as: the operator, one tenant, or anyone (an `open` gateway)."""
+
+    tenant: str | None = None  # the tenant its credential is bound to; None: may name any
+    authenticated: bool = True  # False: let in by `open` without a credential
+
+
+OPERATOR = Caller()
+ANYONE = Caller(authenticated=False)
+_DOORS = ("bearer", "vapi_secret", "retell_api_key", "elevenlabs_secret")
+
+
+def _fingerprint(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
 class Credentials:
-    """The gateway's resolved secrets, and the decision whether a request may come in."""
+    """The gateway's resolved secrets, and the decision who a request comes in as.
+
+    The top-level secrets are the operator's, whose requests may name any tenant; those under
+    `tenants` bind a request to their tenant.
+    """
 
     def __init__(
         self,
@@ -94,10 +129,10 @@ class Credentials:
         self._resolver = resolver
         self._clock_ms = clock_ms
         self._loaded = False
-        self.bearer: Secret | None = None
-        self.vapi: Secret | None = None
-        self.retell: Secret | None = None
-        self.elevenlabs: Secret | None = None
+        # (door, SHA-256 of the value) -> the secret and whose it is: found by digest, so the
+        # cost does not grow with the number of tenants; the match is confirmed in constant time.
+        self._known: dict[tuple[str, bytes], tuple[Secret, Caller]] = {}
+        self._retell: list[tuple[Secret, Caller]] = []  # a signature is tried with each key
 
     @property
     def loaded(self) -> bool:
@@ -105,18 +140,36 @@ class Credentials:
         return self._loaded
 
     async def load(self) -> None:
-        """Resolve every configured reference; a missing secret raises SecretError."""
+        """Resolve every configured reference; a missing or shared secret raises SecretError."""
         if self._loaded:
             return
         s = self.spec
-        self.bearer = await self._resolve(s.bearer)
-        self.vapi = await self._resolve(s.vapi_secret)
-        self.retell = await self._resolve(s.retell_api_key)
-        self.elevenlabs = await self._resolve(s.elevenlabs_secret)
+        owners = [("gateway.auth", s, OPERATOR)] + [
+            (f"gateway.auth.tenants.{name}", t, Caller(name)) for name, t in s.tenants.items()
+        ]
+        known: dict[tuple[str, bytes], tuple[Secret, Caller]] = {}
+        retell: list[tuple[Secret, Caller]] = []
+        seen: dict[bytes, tuple[str, Caller]] = {}
+        for where, holder, who in owners:
+            for door in _DOORS:
+                ref = getattr(holder, door)
+                if ref is None:
+                    continue
+                secret = await self._resolver.resolve(ref)
+                fingerprint = _fingerprint(secret.reveal())
+                other = seen.setdefault(fingerprint, (f"{where}.{door}", who))
+                if other[1] != who:
+                    # One value for two callers would make the request's tenant a guess.
+                    raise SecretError(
+                        f"{where}.{door} resolves to the same value as {other[0]}; "
+                        "each tenant needs credentials of its own"
+                    )
+                if door == "retell_api_key":
+                    retell.append((secret, who))
+                else:
+                    known[(door, fingerprint)] = (secret, who)
+        self._known, self._retell = known, retell
         self._loaded = True
-
-    async def _resolve(self, ref: str | None) -> Secret | None:
-        return None if ref is None else await self._resolver.resolve(ref)
 
     @property
     def accepts_anyone(self) -> bool:
@@ -127,34 +180,39 @@ class Credentials:
     def configured(self) -> bool:
         """Whether any way in exists (a secret or `open`)."""
         s = self.spec
-        return s.open or any((s.bearer, s.vapi_secret, s.retell_api_key, s.elevenlabs_secret))
+        holders = (s, *s.tenants.values())
+        return s.open or any(getattr(h, door) for h in holders for door in _DOORS)
 
-    def check(self, surface: Surface, headers: Mapping[str, str], body: bytes = b"") -> None:
-        """Let the request in, or raise a 401 DoorError saying what is missing (no values)."""
-        if surface is Surface.RETELL and self.retell is not None:
+    def _find(self, door: str, given: str | None) -> Caller | None:
+        if given is None:
+            return None
+        hit = self._known.get((door, _fingerprint(given)))
+        return hit[1] if hit is not None and hit[0].matches(given) else None
+
+    def check(self, surface: Surface, headers: Mapping[str, str], body: bytes = b"") -> Caller:
+        """Who the request comes in as, or a 401 DoorError saying what is missing (no values)."""
+        if surface is Surface.RETELL and self._retell:
             # A configured signature is always required: a bearer token does not replace it.
             signature = headers.get("x-retell-signature")
             if not signature:
                 raise DoorError(401, "unauthorized", "X-Retell-Signature is missing.")
-            if not verify_retell_signature(
-                body, signature, self.retell.reveal(), now_ms=self._clock_ms()
-            ):
-                raise DoorError(401, "unauthorized", "X-Retell-Signature is wrong or stale.")
-            return
-        if surface is Surface.VAPI and self.vapi is not None:
-            given = headers.get("x-vapi-secret") or _bearer(headers)
-            if given is not None and self.vapi.matches(given):
-                return
-        if surface is Surface.ELEVENLABS and self.elevenlabs is not None:
+            now = self._clock_ms()
+            for secret, who in self._retell:
+                if verify_retell_signature(body, signature, secret.reveal(), now_ms=now):
+                    return who
+            raise DoorError(401, "unauthorized", "X-Retell-Signature is wrong or stale.")
+        found: Caller | None = None
+        if surface is Surface.VAPI:
+            found = self._find("vapi_secret", headers.get("x-vapi-secret") or _bearer(headers))
+        elif surface is Surface.ELEVENLABS:
             given = headers.get("x-elevenlabs-secret") or _bearer(headers)
-            if given is not None and self.elevenlabs.matches(given):
-                return
-        if self.bearer is not None:
-            token = _bearer(headers)
-            if token is not None and self.bearer.matches(token):
-                return
+            found = self._find("elevenlabs_secret", given)
+        if found is None:
+            found = self._find("bearer", _bearer(headers))
+        if found is not None:
+            return found
         if self.spec.open:
-            return
+            return ANYONE
         if not self.configured:
             raise DoorError(
                 401,
@@ -163,3 +221,27 @@ class Credentials:
                 "secret), or set gateway.auth.open to true.",
             )
         raise DoorError(401, "unauthorized", "Missing or wrong credentials.")
+
+    def tenant(self, caller: Caller, *named: str | None) -> str | None:
+        """The tenant a request runs as: its credential's, else the first one it names.
+
+        A tenant's credential naming another tenant is refused (403); so is a caller without a
+        credential (`open`) naming a tenant that has credentials of its own (401).
+        """
+        if caller.tenant is not None:
+            if any(n is not None and n != caller.tenant for n in named):
+                raise DoorError(
+                    403,
+                    "forbidden",
+                    f"This credential belongs to tenant {caller.tenant!r}; it cannot act for "
+                    "another tenant.",
+                )
+            return caller.tenant
+        chosen = next((n for n in named if n is not None), None)
+        if chosen is not None and not caller.authenticated and chosen in self.spec.tenants:
+            raise DoorError(
+                401,
+                "unauthorized",
+                "That tenant has gateway credentials of its own: send one of them.",
+            )
+        return chosen

@@ -12,21 +12,21 @@ import gc
 import logging
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
 from starlette.routing import BaseRoute
 
 from patchbay.gateway._app import Lifespan, create_app
+from patchbay.gateway._protocol import protocol_class
 from patchbay.integrations._mcp import mcp_asgi
 from patchbay.runtime import ToolRuntime
 from patchbay.spec import Config
 
-try:  # optional speed-ups, measured in bench/gateway.py; the gateway works without them
-    import httptools
+try:  # optional speed-up, measured in bench/gateway.py; the gateway works without it
     import uvloop
-except ImportError:  # pragma: no cover - both are dependencies where wheels exist
-    httptools = uvloop = None  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - a dependency where wheels exist
+    uvloop = None  # type: ignore[assignment]
 
 __all__ = ["loop_factory", "run", "serve"]
 
@@ -38,60 +38,6 @@ def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] 
     if loop == "asyncio" or uvloop is None:
         return None
     return uvloop.new_event_loop  # type: ignore[no-any-return]
-
-
-class _OneWrite:
-    """A transport whose writes in one turn of the loop leave together.
-
-    uvicorn writes a response's head and its body separately, each a system call and, with
-    TCP_NODELAY, a packet the caller wakes up for; an answer sent in one turn of the loop
-    (every tool-call answer) now leaves as one write.
-    """
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._loop = asyncio.get_running_loop()
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        """Queue `data` to leave at the end of this turn of the loop."""
-        if not self._pending:
-            self._loop.call_soon(self.flush)
-        self._pending.append(data)
-
-    def flush(self) -> None:
-        """Send what is queued now."""
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        """Send what is queued, then close."""
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-if httptools is not None:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class _HttpTools(HttpToolsProtocol):
-        """uvicorn's httptools protocol, writing each answer in one go (see `_OneWrite`)."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(cast(asyncio.Transport, _OneWrite(transport)))
-
-
-def _http_impl(http: str) -> str | type[asyncio.Protocol]:
-    if httptools is not None and http in ("auto", "httptools"):
-        return _HttpTools
-    return "h11" if http == "auto" else http
 
 
 async def serve(
@@ -136,7 +82,8 @@ async def serve(
         app,
         host=host,
         port=port,
-        http=_http_impl(http),
+        # Headers and body must arrive within read_timeout_s (uvicorn bounds only idle time).
+        http=protocol_class(http, config.gateway.read_timeout_s),
         lifespan="on",
         access_log=access_log,
         log_level=log_level,

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from patchbay.gateway._http import DoorError, arguments_object, first_text, mapping, text_or_none
-from patchbay.runtime import ToolCall, ToolResult, ToolRuntime
+from patchbay.runtime import ErrorInfo, ToolCall, ToolResult, ToolRuntime
+from patchbay.runtime._logs import log_exception
 from patchbay.spec import CallContext
 
 __all__ = ["VapiCall", "answer_vapi", "parse_vapi_calls", "vapi_call_context"]
+
+log = logging.getLogger("patchbay.gateway")
 
 # Informational messages that mean the phone call is over: its state can go.
 _ENDED_STATUS = "ended"
@@ -38,6 +42,7 @@ class VapiCall:
     name: str
     arguments: dict[str, Any]
     problem: str | None = None
+    code: str = "invalid_arguments"  # the error code of the problem
 
 
 def _items(message: Mapping[str, Any]) -> list[Any]:
@@ -115,15 +120,39 @@ def _entry(call: VapiCall, result: ToolResult) -> dict[str, Any]:
 
 
 def _problem_entry(call: VapiCall) -> dict[str, Any]:
-    words = {"ok": False, "error": "invalid_arguments", "message": call.problem}
+    words = {"ok": False, "error": call.code, "message": call.problem}
     text = json.dumps(words, separators=(",", ":"), ensure_ascii=False)
     return {"toolCallId": call.id, "name": call.name, "error": text}
 
 
+def _over_limit(call: VapiCall, limit: int) -> VapiCall:
+    words = (
+        f"Not run: one message may carry at most {limit} tool calls and this one came after "
+        "them; call it again on its own if it is still needed."
+    )
+    return VapiCall(call.id, call.name, {}, words, "client_error")
+
+
+def _settled(call: VapiCall, outcome: ToolResult | BaseException, call_id: str) -> ToolResult:
+    # The runtime turns failures into results; anything that still escapes costs this call only.
+    if isinstance(outcome, ToolResult):
+        return outcome
+    log_exception(log, outcome, "tool call %s failed outside the runtime", call.name[:64])
+    error = ErrorInfo("internal", "The tool failed unexpectedly.")
+    return ToolResult(ok=False, tool=call.name, call_id=call_id, error=error)
+
+
 async def answer_vapi(
-    runtime: ToolRuntime, message: Mapping[str, Any], tenant: str | None
+    runtime: ToolRuntime,
+    message: Mapping[str, Any],
+    tenant: str | None,
+    *,
+    max_calls: int = 16,
 ) -> dict[str, Any]:
-    """The answer to one server message: tool results for `tool-calls`, `{}` for the rest."""
+    """The answer to one server message: tool results for `tool-calls`, `{}` for the rest.
+
+    Only the first `max_calls` tool calls of a message run; each one after them gets an error.
+    """
     kind = message.get("type")
     if kind != "tool-calls":
         call_id = text_or_none(mapping(message.get("call")).get("id"))
@@ -131,7 +160,7 @@ async def answer_vapi(
             kind == "status-update" and message.get("status") == _ENDED_STATUS
         )
         if ended and call_id is not None:
-            await runtime.end_call(call_id)
+            await runtime.end_call(call_id, tenant)  # this tenant's call only
         return {}
     found = vapi_call_context(message, tenant)
     ctx = runtime.call_context(found)
@@ -142,15 +171,20 @@ async def answer_vapi(
         c
         if c.problem is not None or c.name in tools
         # Refused here, not in the runtime: unknown names must not become metric labels.
-        else VapiCall(c.id, c.name, {}, f"There is no tool named {c.name}.")
+        else VapiCall(c.id, c.name, {}, f"There is no tool named {c.name[:64]}.")
         for c in parse_vapi_calls(message)
     ]
     if not calls:
         raise DoorError(400, "bad_request", "The tool-calls message lists no tool calls.")
+    calls[max_calls:] = [_over_limit(c, max_calls) for c in calls[max_calls:]]
     runnable = [c for c in calls if c.problem is None]
     jobs = [runtime.execute(ToolCall(c.name, c.arguments, ctx, c.id or None)) for c in runnable]
     # One call (the usual case) is awaited directly: gather would wrap it in a task.
-    results = [await jobs[0]] if len(jobs) == 1 else list(await asyncio.gather(*jobs))
+    if len(jobs) == 1:
+        results = [await jobs[0]]
+    else:
+        settled = await asyncio.gather(*jobs, return_exceptions=True)
+        results = [_settled(c, r, ctx.id) for c, r in zip(runnable, settled, strict=True)]
     by_call = dict(zip((id(c) for c in runnable), results, strict=True))
     entries = [
         _problem_entry(c) if c.problem is not None else _entry(c, by_call[id(c)]) for c in calls

@@ -9,15 +9,17 @@ from patchbay.http._secrets import (
     Secret,
     SecretProvider,
     SecretResolver,
+    check_secrets,
     known_secret_values,
 )
 from patchbay.http._transport import AiohttpTransport
-from patchbay.http._types import Request, Response, Transport, TransportError
+from patchbay.http._types import ConnectError, Request, Response, Transport, TransportError
 from patchbay.http._version import apply_version
 
 __all__ = [
     "AiohttpTransport",
     "Authenticator",
+    "ConnectError",
     "EnvProvider",
     "FileProvider",
     "HttptoolsTransport",
@@ -32,6 +34,7 @@ __all__ = [
     "apply_version",
     "build_authenticator",
     "build_request",
+    "check_secrets",
     "fill",
     "fill_text",
     "known_secret_values",

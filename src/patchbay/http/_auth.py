@@ -10,7 +10,6 @@ import abc
 import asyncio
 import base64
 import contextvars
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from patchbay._errors import ConfigError, SecretError, Unauthorized, UpstreamUnavailable
 from patchbay.http._secrets import Secret, SecretResolver
 from patchbay.http._tls import MutualTls
-from patchbay.http._types import Request, Transport
+from patchbay.http._types import Request, Response, Transport
 from patchbay.spec._model import (
     ApiKeyAuth,
     AuthSpec,
@@ -45,6 +44,7 @@ __all__ = [
 
 Clock = Callable[[], float]
 _REFRESH_RETRY_S = 5.0
+_MAX_TOKEN_LIFE_S = 86400.0  # what a token endpoint's expires_in counts for at most
 
 # The credential the current task last sent, per authenticator: lets on_unauthorized() tell
 # a 401 for a stale credential (already replaced: just retry) from one for the current one.
@@ -267,7 +267,7 @@ class OAuth2ClientCredentials(_Credential):
         except UpstreamUnavailable:
             body = None
         if response.status >= 400:
-            code = _oauth_error(response.body)
+            code = _oauth_error(response)
             raise Unauthorized(
                 f"The sign-in service refused our credentials (HTTP {response.status}"
                 + (f", {code})." if code else ")."),
@@ -275,7 +275,8 @@ class OAuth2ClientCredentials(_Credential):
                 upstream_code=code,
             )
         token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
+        # it goes into a header: a control character there would split or end the header
+        if not isinstance(token, str) or not token or not (token.isascii() and token.isprintable()):
             raise Unauthorized(
                 "The sign-in service gave no usable token.", status_code=response.status
             )
@@ -391,23 +392,26 @@ def _bearer(value: str | None) -> str | None:
     return token if scheme.lower() == "bearer" else value
 
 
-def _oauth_error(body: bytes) -> str | None:
+def _oauth_error(response: Response) -> str | None:
     """The RFC 6749 `error` code of a token endpoint's answer (never its description)."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = response.json()
+    except UpstreamUnavailable:
         return None
     code = data.get("error") if isinstance(data, dict) else None
-    return code if isinstance(code, str) and code.isascii() and len(code) <= 64 else None
+    if isinstance(code, str) and len(code) <= 64 and code.isascii() and code.isprintable():
+        return code
+    return None
 
 
 def _seconds(value: object, *, default: float) -> float:
     """A token lifetime; some providers send it as a string, a few not at all."""
     try:
         seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int of 400 digits
         return default
-    return seconds if seconds >= 1 else default
+    # NaN fails the comparison; a lifetime of years is refreshed daily all the same
+    return min(seconds, _MAX_TOKEN_LIFE_S) if seconds >= 1 else default
 
 
 def _basic(values: tuple[str, ...]) -> str:

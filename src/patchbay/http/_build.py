@@ -7,22 +7,66 @@ outside its integration (path segments, hosts, header injection) is tested witho
 from __future__ import annotations
 
 import functools
+import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from patchbay._errors import ConfigError, InvalidArguments
+from patchbay._errors import ClientError, ConfigError, InvalidArguments
 from patchbay.http._types import Request
-from patchbay.spec._call import CallContext
+from patchbay.spec._call import CallContext, unlinked_words
 from patchbay.spec._model import Integration, Tool
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _MISSING = object()
+# Control characters (C0 but tab, DEL, C1): a header holding one may end early or split in two
+# at some hop (CR, LF, NUL) or be read differently by the next one (VT, FF, ESC, ...).
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_DOTS = frozenset({".", ".."})
+_SEPARATOR = re.compile(r"[/\\]")
+_DECODE_ROUNDS = 4  # layers of percent-encoding undone; a value with more is refused
+_BROKEN = "must be text without broken characters (it holds a lone surrogate)"
 
 
 class _Absent(Exception):
     """A placeholder names an optional argument the LLM did not give."""
+
+
+def _encodes(text: str) -> bool:
+    """Whether `text` can be written as UTF-8: a lone surrogate cannot, on the wire or in JSON."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _broken_text(name: str) -> InvalidArguments:
+    return InvalidArguments(f"{name} holds broken characters.", fields={name: _BROKEN})
+
+
+def _sendable(value: Any) -> bool:
+    """Whether a call's value can go into a request: UTF-8 text, or JSON any reader takes."""
+    if isinstance(value, str):
+        return _encodes(value)
+    if isinstance(value, bool) or (isinstance(value, int) and value.bit_length() <= 64):
+        return True
+    try:  # a state value may be anything an answer, a webhook or a handler left there
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, TypeError, RecursionError):  # NaN, huge integers, surrogates, depth
+        return False
+    return True
+
+
+def _unsendable_call(name: str, value: Any) -> ClientError:
+    # Not the LLM's to fix: whoever started the call gave its id, tenant and caller, and
+    # answers or webhooks filled its state. Nothing is sent, so nothing can have changed.
+    what = "holds broken characters" if isinstance(value, str) else "is not a value JSON can carry"
+    return ClientError(
+        f"The call's {name.removeprefix('call.')} {what}, so the request was not made."
+    )
 
 
 def _lookup(name: str, args: Mapping[str, Any], call: CallContext) -> Any:
@@ -31,6 +75,9 @@ def _lookup(name: str, args: Mapping[str, Any], call: CallContext) -> Any:
         value: Any = args.get(parts[1], _MISSING) if len(parts) == 2 else _MISSING
         if value is _MISSING or value is None:
             raise _Absent(name)
+        # Validation refuses such text; this holds for callers that build without it.
+        if isinstance(value, str) and not value.isascii() and not _encodes(value):
+            raise _broken_text(parts[1])
         return value
     if parts[0] == "call":
         scope: Any = call.as_template_scope()
@@ -40,12 +87,17 @@ def _lookup(name: str, args: Mapping[str, Any], call: CallContext) -> Any:
                 break
         if scope is _MISSING or scope is None:
             if len(parts) > 2 and parts[1] == "state":
+                if not call.linked:
+                    words = unlinked_words(name)
+                    raise InvalidArguments(f"{words}.", fields={parts[-1]: words})
                 raise InvalidArguments(
                     f"This call does not know {parts[-1]} yet.",
                     fields={parts[-1]: f"unknown in this call so far; find the {parts[-1]} first"},
                 )
             raise _Absent(name)
-        return scope
+        if (isinstance(scope, str) and scope.isascii()) or _sendable(scope):
+            return scope
+        raise _unsendable_call(name, scope)
     raise ConfigError(f"unknown placeholder {{{name}}}")
 
 
@@ -98,16 +150,39 @@ def _field(placeholder: str) -> str:
     return placeholder.split(".", 1)[1] if "." in placeholder else placeholder
 
 
+def has_dot_segment(text: str) -> bool:
+    """Whether `text` has a '.' or '..' segment, as it is or once percent-decoded.
+
+    Any server or proxy on the way may decode (`%2e`, `%252e`), split on an encoded or back
+    slash (`..%2F`, `..\\`) or normalise Unicode (`．．`) before it resolves dot segments:
+    each of those readings is checked.
+    """
+    for _ in range(_DECODE_ROUNDS):
+        readings = (text,) if text.isascii() else (text, unicodedata.normalize("NFKC", text))
+        for reading in readings:
+            if not _DOTS.isdisjoint(_SEPARATOR.split(reading)):
+                return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return True
+
+
 def _segment(name: str, value: Any) -> str:
     text = _text(value)
     if not text:
         raise InvalidArguments(f"{name} is empty.", fields={name: "must not be empty"})
-    # quote(safe="") encodes '/', '?', '#', ':', '%' and control characters; dots are not
-    # encoded by quote, so a lone '.' or '..' would still walk the path: encode those too.
-    encoded = quote(text, safe="")
-    if encoded in (".", ".."):
-        encoded = encoded.replace(".", "%2E")
-    return encoded
+    if ("." in text or "%" in text or not text.isascii()) and has_dot_segment(text):
+        raise InvalidArguments(
+            f"{name} cannot be '.' or '..' or hold such a path segment.",
+            fields={name: "must not be or hold a '.' or '..' path segment"},
+        )
+    # quote(safe="") encodes '/', '?', '#', ':', '%' and control characters: one segment
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError:  # a handler's value: arguments and call fields are checked
+        raise _broken_text(name) from None
 
 
 def build_path(template: str, args: Mapping[str, Any], call: CallContext) -> str:
@@ -129,10 +204,13 @@ def build_path(template: str, args: Mapping[str, Any], call: CallContext) -> str
 
 def _header_value(name: str, value: Any) -> str:
     text = _text(value)
-    if any(ch in text for ch in "\r\n\x00"):
+    if CONTROL.search(text):
         raise InvalidArguments(
-            f"{name} has line breaks.", fields={name: "must be a single line of text"}
+            f"{name} has line breaks or control characters.",
+            fields={name: "must be a single line of plain text"},
         )
+    if not text.isascii() and not _encodes(text):
+        raise _broken_text(name)
     return text
 
 
@@ -143,6 +221,9 @@ def _query(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
             out.extend((key, _text(v)) for v in value if v is not None)
         elif value is not None:
             out.append((key, _text(value)))
+    for key, text in out:  # a handler's params: arguments and call fields are checked
+        if not text.isascii() and not _encodes(text):
+            raise _broken_text(key)
     return tuple(out)
 
 
@@ -201,4 +282,5 @@ def build_request(
         json=body,
         has_body=spec.body is not None,
         idempotency_key=idem,
+        max_response_bytes=integration.max_response_bytes,
     )

@@ -3,58 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import ssl
-import string
 import time
-import zlib
 from collections import deque
-from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
-from typing import NamedTuple
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
+from patchbay.http._body import (
+    BodyTooLarge,
+    BodyUnreadable,
+    Inflater,
+    inflater_for,
+    length_over,
+    too_large,
+)
 from patchbay.http._transport import _reason, _where
-from patchbay.http._types import Request, Response, TransportError
+from patchbay.http._types import ConnectError, Request, Response, TransportError
+from patchbay.http._wire import Origin, encode, parse_origin
 
 __all__ = ["HttptoolsTransport"]
 
-try:
-    _VERSION = version("patchbay")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    _VERSION = "0"
-
-_DEFAULTS = f"Accept: */*\r\nUser-Agent: patchbay/{_VERSION}\r\n"
-_ACCEPT = "Accept: */*\r\n"
-_USER_AGENT = f"User-Agent: patchbay/{_VERSION}\r\n"
-_JSON = "application/json"
-_FORM = "application/x-www-form-urlencoded"
-_FRAMING = frozenset({"content-length", "transfer-encoding"})
-_NO_NAMES: frozenset[str] = frozenset()
-_EMPTY_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_UNRESERVED = string.ascii_letters + string.digits + "-._~"
 _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved and already-escaped characters stay as they are
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_ORIGINS = 256
-_BIG_BODY = 1 << 16  # from here on the body is written on its own rather than copied once more
+_MAX_HEAD = 1 << 20  # bytes until an answer's headers end (aiohttp's limits allow about 1 MiB)
 
 
 class _Failure(Exception):
     """A network failure inside the transport; `send` adds where it happened."""
 
 
-class _Origin(NamedTuple):
-    scheme: str
-    host: str  # what to connect to: IDNA-encoded, no brackets
-    port: int
-    host_line: str
-    auth_line: str  # Basic auth for credentials in the URL, else empty
+class _TooLarge(Exception):
+    """The answer (its status in args[0]) passed the request's `max_response_bytes`."""
 
 
-_Key = tuple[_Origin, ssl.SSLContext | None]
+_Key = tuple[Origin, ssl.SSLContext | None]
 _Answer = tuple[int, dict[str, str], list[bytes]]
 
 
@@ -71,15 +54,19 @@ class _Conn(asyncio.Protocol):
         "fut",
         "gone",
         "head_only",
+        "head_room",
         "headers",
         "headers_done",
         "idle",
         "idle_since",
+        "inflater",
         "key",
+        "limit",
         "lost",
         "parser",
         "pool",
         "reusable",
+        "size",
         "status",
         "transport",
     )
@@ -100,17 +87,34 @@ class _Conn(asyncio.Protocol):
         self.gone = False  # the pool has let go of it and its slot
         self.idle = False
         self.idle_since = 0.0
+        self.limit = 0  # decoded bytes the current answer may have; set by `send`
+        self.head_room = 0
+        self.size = 0
+        self.inflater: Inflater | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self.headers_done:
+            # the parser keeps a header it has not finished: an endless one must end here
+            self.head_room -= len(data)
+            if self.head_room < 0:
+                self._fail(_TooLarge(None))
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail("the server switched protocols")
         except httptools.HttpParserError as exc:
-            self._fail(f"unreadable answer ({exc})" if str(exc) else "unreadable answer")
+            # a callback's own exception stops the parser and comes back as the context
+            cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
+            if isinstance(cause, BodyTooLarge):
+                self._fail(_TooLarge(self.status))
+            elif isinstance(cause, BodyUnreadable):
+                self._fail(str(cause))
+            else:
+                self._fail(f"unreadable answer ({exc})" if str(exc) else "unreadable answer")
 
     def on_message_begin(self) -> None:
         fut = self.fut
@@ -120,6 +124,8 @@ class _Conn(asyncio.Protocol):
         self.headers = {}
         self.body = []
         self.headers_done = False
+        self.size = 0
+        self.inflater = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("utf-8", "surrogateescape").lower()] = value.decode(
@@ -133,8 +139,21 @@ class _Conn(asyncio.Protocol):
             # an answer to HEAD has no body whatever its length says, which the parser cannot
             # know: settle now and retire the connection rather than leave the parser waiting
             self._settle(False)
+            return
+        headers = self.headers
+        if length_over(headers.get("content-length"), self.limit, self.status):
+            raise BodyTooLarge  # refused before a byte of it is read
+        if "content-encoding" in headers:
+            self.inflater = inflater_for(headers["content-encoding"], self.limit)
 
     def on_body(self, body: bytes) -> None:
+        inflater = self.inflater
+        if inflater is not None:
+            inflater.feed(body)
+            return
+        self.size += len(body)
+        if self.size > self.limit:
+            raise BodyTooLarge
         self.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -170,15 +189,27 @@ class _Conn(asyncio.Protocol):
         self.fut = None
         self.reusable = reusable
         self.headers_done = False
+        body = self.body
+        inflater = self.inflater
+        if inflater is not None:
+            self.inflater = None
+            try:
+                inflater.finish()
+            except BodyUnreadable as exc:
+                self.reusable = False
+                if fut is not None and not fut.done():
+                    fut.set_exception(_Failure(str(exc)))
+                return
+            body = inflater.chunks
         if fut is not None and not fut.done():
             # the answer travels in the future: bytes after it may not touch what was read
-            fut.set_result((self.status, self.headers, self.body))
+            fut.set_result((self.status, self.headers, body))
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str | Exception) -> None:
         fut = self.fut
         self.reusable = False
         if fut is not None and not fut.done():
-            fut.set_exception(_Failure(reason))
+            fut.set_exception(_Failure(reason) if isinstance(reason, str) else reason)
         if self.transport is not None:
             self.transport.abort()
 
@@ -395,7 +426,7 @@ class HttptoolsTransport:
         self._ssl = ssl_context
         self._pool: _Pool | None = None
         # a config has a handful of base URLs: each is split once, not on every request
-        self._origins: dict[str, _Origin] = {}
+        self._origins: dict[str, Origin] = {}
 
     async def send(self, request: Request, timeout_s: float) -> Response:
         """Send `request` and read the whole answer, giving up after `timeout_s` seconds."""
@@ -408,8 +439,8 @@ class HttptoolsTransport:
         try:
             origin, target = self._locate(request.url)
         except (_Failure, ValueError) as exc:
-            raise TransportError(f"{_where(request)}: {exc}") from None
-        data = _encode(request, origin, target)
+            raise ConnectError(f"{_where(request)}: {exc}") from None  # nothing was sent
+        data = encode(request, origin, target)
         if origin.scheme == "https":
             ctx = request.tls
             if ctx is None:
@@ -423,13 +454,22 @@ class HttptoolsTransport:
         try:
             conn = pool.take(key)
             if conn is None:
-                async with asyncio.timeout_at(deadline):
-                    conn = await pool.acquire(key, ctx)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        conn = await pool.acquire(key, ctx)
+                except TimeoutError:
+                    raise
+                except (_Failure, OSError) as exc:
+                    # before any byte of the request left: a write cannot have happened
+                    why = str(exc) if isinstance(exc, _Failure) else _reason(exc)
+                    raise ConnectError(f"{_where(request)}: {why}") from None
             if conn.lost:  # closed while a new connection was being set up
                 pool.drop(conn)
-                raise _Failure("the server closed the connection")
+                raise ConnectError(f"{_where(request)}: the server closed the connection")
             fut = conn.fut = loop.create_future()
             conn.head_only = request.method == "HEAD"
+            conn.limit = request.max_response_bytes
+            conn.head_room = _MAX_HEAD
             transport = conn.transport
             assert transport is not None
             if isinstance(data, bytes):
@@ -445,11 +485,11 @@ class HttptoolsTransport:
             finally:
                 timer.cancel()
             pool.put(conn)
-            content = b"".join(body)
-            if content and "content-encoding" in headers:
-                content = _decode(content, headers["content-encoding"])
+            content = body[0] if len(body) == 1 else b"".join(body)
         except _Failure as exc:
             raise TransportError(f"{_where(request)}: {exc}") from None
+        except _TooLarge as exc:
+            raise too_large(request, exc.args[0]) from None
         except TimeoutError:
             raise TimeoutError(f"{_where(request)}: no answer within {timeout_s:g} s") from None
         except (OSError, ValueError) as exc:
@@ -464,7 +504,7 @@ class HttptoolsTransport:
             # lets the transports finish closing before the loop goes away
             await asyncio.sleep(0)
 
-    def _locate(self, url: str) -> tuple[_Origin, str]:
+    def _locate(self, url: str) -> tuple[Origin, str]:
         # "https://" is 8 characters: the first '/' from there on ends the host
         cut = url.find("/", 8)
         base = url if cut < 0 else url[:cut]
@@ -474,11 +514,11 @@ class HttptoolsTransport:
             if "?" in base or "#" in base:
                 # a query right after the host: split properly, and cache nothing
                 parts = urlsplit(url)
-                origin = _origin(f"{parts.scheme}://{parts.netloc}")
+                origin = parse_origin(f"{parts.scheme}://{parts.netloc}")
                 rest = url[len(parts.scheme) + 3 + len(parts.netloc) :]
                 target = rest if rest.startswith("/") else "/" + rest
             else:
-                origin = _origin(base)
+                origin = parse_origin(base)
                 if len(self._origins) >= _MAX_ORIGINS:
                     self._origins.clear()
                 self._origins[base] = origin
@@ -487,111 +527,3 @@ class HttptoolsTransport:
         if not (target.isascii() and target.isprintable()) or " " in target:
             target = quote(target, safe=_TARGET_SAFE)
         return origin, target
-
-
-def _origin(base: str) -> _Origin:
-    parts = urlsplit(base)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise _Failure(f"unsupported URL scheme {scheme!r}")
-    host = parts.hostname
-    if not host:
-        raise _Failure("the URL has no host")
-    if not host.isascii():
-        host = host.encode("idna").decode("ascii")
-    port = parts.port or _DEFAULT_PORTS[scheme]
-    if not host.isprintable() or " " in host:
-        raise _Failure("the URL's host has a forbidden character")
-    shown = f"[{host}]" if ":" in host else host
-    if port != _DEFAULT_PORTS[scheme]:
-        shown = f"{shown}:{port}"
-    auth = ""
-    if parts.username is not None:
-        # credentials in the base URL are sent the way aiohttp sends them: Basic auth
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        auth = f"Authorization: Basic {base64.b64encode(pair.encode()).decode()}\r\n"
-    return _Origin(scheme, host, port, f"Host: {shown}\r\n", auth)
-
-
-def _encode(request: Request, origin: _Origin, target: str) -> bytes | list[bytes]:
-    """The request line, headers and body on the wire."""
-    if request.query:
-        query = "&".join([f"{_pct(k)}={_pct(v)}" for k, v in request.query])
-        target = f"{target}&{query}" if "?" in target else f"{target}?{query}"
-    given = request.headers
-    names: frozenset[str] | set[str]
-    if given:
-        names = {name.lower() for name in given}
-        if names & _FRAMING:
-            # the transport frames the body itself
-            given = {k: v for k, v in given.items() if k.lower() not in _FRAMING}
-        lines = "".join([f"{k}: {v}\r\n" for k, v in given.items()])
-        count = len(given)
-        if lines.count("\r") != count or lines.count("\n") != count or "\0" in lines:
-            _refuse(request, given)
-    else:
-        names, lines = _NO_NAMES, ""
-    # a caller's own Host or Authorization header replaces the one made from the URL
-    host = ("" if "host" in names else origin.host_line) + (
-        "" if "authorization" in names else origin.auth_line
-    )
-    if "accept" in names or "user-agent" in names:
-        extra = ("" if "accept" in names else _ACCEPT) + (
-            "" if "user-agent" in names else _USER_AGENT
-        )
-    else:
-        extra = _DEFAULTS
-    body: bytes | None = None
-    if request.form is not None:
-        body = urlencode(request.form).encode()
-        if "content-type" not in names:
-            extra += f"Content-Type: {_FORM}\r\n"
-    elif request.has_body:
-        body = json.dumps(request.json, separators=(",", ":")).encode()
-        if "content-type" not in names:
-            extra += f"Content-Type: {_JSON}\r\n"
-    if body is not None:
-        extra += f"Content-Length: {len(body)}\r\n"
-    elif request.method in _EMPTY_BODY_METHODS:
-        extra += "Content-Length: 0\r\n"
-    head = f"{request.method} {target} HTTP/1.1\r\n{host}{lines}{extra}\r\n".encode()
-    if body is None:
-        return head
-    if len(body) < _BIG_BODY:
-        return head + body
-    return [head, body]
-
-
-def _pct(text: str) -> str:
-    # most keys and values need no escaping: checking that is several times cheaper than quote
-    return text if not text.rstrip(_UNRESERVED) else quote(text, safe="")
-
-
-def _refuse(request: Request, headers: Mapping[str, str]) -> None:
-    for key, value in headers.items():
-        if any(c in f"{key}{value}" for c in "\r\n\0"):
-            raise TransportError(
-                f"{_where(request)}: header {key!r} has a forbidden character (CR, LF or NUL)"
-            )
-
-
-def _decode(body: bytes, encoding: str) -> bytes:
-    coding = encoding.strip().lower()
-    try:
-        if coding in ("gzip", "x-gzip"):
-            out = []
-            while body:  # a gzip stream may hold several members, one after another
-                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                out.append(inflater.decompress(body))
-                if not inflater.eof:
-                    raise _Failure("the compressed body is truncated")
-                body = inflater.unused_data
-            return b"".join(out)
-        if coding == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
-    except zlib.error:
-        raise _Failure(f"the {coding} body could not be decompressed") from None
-    return body

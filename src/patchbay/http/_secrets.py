@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from patchbay._errors import SecretError
+from patchbay._errors import ConfigError, SecretError
+from patchbay.spec._model import Config
+from patchbay.spec._refs import secret_references
 
 __all__ = [
     "EnvProvider",
@@ -23,6 +25,7 @@ __all__ = [
     "Secret",
     "SecretProvider",
     "SecretResolver",
+    "check_secrets",
     "known_secret_values",
 ]
 
@@ -217,3 +220,22 @@ class SecretResolver:
     def known_values(self) -> frozenset[str]:
         """Every secret value resolved in this process, for the log redactor."""
         return _known_frozen
+
+
+async def check_secrets(
+    config: Config, resolver: SecretResolver | None = None
+) -> list[ConfigError]:
+    """Resolve every secret reference of `config` now; a ConfigError for each that fails.
+
+    Each error names the reference's place in the config and why (not set, unreadable, unknown
+    scheme), never a value. `resolver` is the one the runtime will use, with any providers
+    registered on it; by default only env: and file: are known.
+    """
+    resolver = resolver if resolver is not None else SecretResolver(base_dir=config.base_dir)
+    errors = []
+    for where, ref in secret_references(config):
+        try:
+            await resolver.resolve(ref)
+        except SecretError as exc:
+            errors.append(ConfigError(str(exc), where))
+    return errors

@@ -12,7 +12,9 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from patchbay.http._types import Request, Response, TransportError
+from patchbay.http._body import BodyTooLarge, BodyUnreadable, inflater_for, length_over, too_large
+from patchbay.http._build import CONTROL
+from patchbay.http._types import ConnectError, Request, Response, TransportError
 
 __all__ = ["AiohttpTransport"]
 
@@ -74,6 +76,10 @@ class AiohttpTransport:
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
             raise_for_status=False,
+            # decoded here instead, within the request's max_response_bytes (aiohttp's own
+            # decoder inflates a whole chunk however far it goes); so only what that reads
+            headers={"Accept-Encoding": "gzip, deflate"},
+            auto_decompress=False,
         )
         # aiohttp resends an idempotent request once when a connection drops; that resend
         # would skip patchbay's rate limit, breaker and attempt count, so retries stay ours.
@@ -95,6 +101,13 @@ class AiohttpTransport:
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()
         headers = request.headers
+        for key, value in headers.items():
+            if CONTROL.search(key) or CONTROL.search(value):
+                # request building refuses these already: this is the last line, nothing sent
+                raise ConnectError(
+                    f"{_where(request)}: header {key!r} has a forbidden character "
+                    "(a control character)"
+                )
         data: bytes | str | None = None
         if request.form is not None:
             data = urlencode(request.form)
@@ -114,12 +127,23 @@ class AiohttpTransport:
                 ssl=request.tls if request.tls is not None else self._ssl,
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
                 status = resp.status
                 answer_headers = {k.lower(): v for k, v in resp.headers.items()}
+                try:
+                    body = await _read(resp, request, answer_headers)
+                except BaseException:
+                    resp.close()  # never back to the pool with the rest of the body unread
+                    raise
+        except BodyTooLarge:
+            raise too_large(request, status) from None
+        except BodyUnreadable as exc:
+            raise TransportError(f"{_where(request)}: {exc}") from None
         except TimeoutError:
             # aiohttp's connect/read timeouts are also ClientConnectionErrors: check this first
             raise TimeoutError(f"{_where(request)}: no answer within {timeout_s:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            # no connection was made: nothing was sent
+            raise ConnectError(f"{_where(request)}: {_reason(exc)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(f"{_where(request)}: {_reason(exc)}") from None
         elapsed = (time.perf_counter() - started) * 1000.0
@@ -133,6 +157,34 @@ class AiohttpTransport:
             await session.close()
             # lets the connector finish closing transports before the loop goes away
             await asyncio.sleep(0)
+
+
+async def _read(
+    resp: aiohttp.ClientResponse, request: Request, headers: Mapping[str, str]
+) -> bytes:
+    """The body, decoded, of at most `request.max_response_bytes`; raises BodyTooLarge."""
+    limit = request.max_response_bytes
+    if request.method == "HEAD":
+        return await resp.read()
+    length = headers.get("content-length")
+    if length_over(length, limit, resp.status):
+        raise BodyTooLarge  # refused before a byte of it is read
+    inflater = inflater_for(headers.get("content-encoding"), limit)
+    if inflater is None:
+        if length is not None:
+            return await resp.read()  # the parser stops at the length, which fits
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+    async for chunk in resp.content.iter_any():
+        inflater.feed(chunk)
+    inflater.finish()
+    return b"".join(inflater.chunks)
 
 
 def _with_content_type(headers: Mapping[str, str], value: str) -> dict[str, str]:

@@ -8,13 +8,16 @@ every other surface.
 Which phone call a tool call belongs to (so the lookup's customer carries to the payment):
 `_meta["patchbay/call_id"]` on the request, else the `X-Call-Id` header, else the MCP session
 id (stateful HTTP), else the id the server was built with (stdio: one process, one call).
+The tenant is named the same way (`patchbay/tenant`, `X-Tenant`); in the gateway, the
+credential of the HTTP request decides it (`SCOPE_TENANT`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from http import HTTPStatus
 from typing import Any, NamedTuple, Protocol
 
 import mcp.types as types
@@ -22,13 +25,18 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    TransportSecuritySettings,
+)
+from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patchbay import __version__
 from patchbay.runtime import ToolCall, ToolResult, ToolRuntime
+from patchbay.runtime._result import json_safe
 from patchbay.spec import CallContext, SchemaFormat, export_tools
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "META_CALLER",
     "META_CALL_ID",
     "META_TENANT",
+    "SCOPE_TENANT",
     "McpHttp",
     "McpLifespan",
     "mcp_asgi",
@@ -52,6 +61,10 @@ META_CALLER = "patchbay/caller"
 HEADER_CALL_ID = "x-call-id"
 HEADER_TENANT = "x-tenant"
 HEADER_CALLER = "x-caller"
+# ASGI scope key: set by the gateway to a function from the tenant a request names to the one
+# it runs as (the credential's), raising PermissionError for one the credential may not name.
+SCOPE_TENANT = "patchbay.tenant"
+TenantRule = Callable[[str | None], str | None]
 
 _INSTRUCTIONS = (
     "Tools of a voice agent's business APIs. Each result has `ok`; when it is false, `error` "
@@ -82,7 +95,10 @@ def mcp_server(
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        call = _call_context(runtime, ctx, call_id)
+        try:
+            call = _call_context(runtime, ctx, call_id)
+        except PermissionError as exc:
+            raise MCPError(types.INVALID_PARAMS, str(exc)) from None
         result = await runtime.execute(ToolCall(params.name, params.arguments or {}, call))
         return tool_result(result)
 
@@ -97,9 +113,14 @@ def mcp_server(
 
 def tool_result(result: ToolResult) -> types.CallToolResult:
     """A patchbay result as an MCP tool result: the model's JSON as text and as structure."""
+    text = result.llm_text()
+    structured = result.for_llm()
+    if "\ufffd" in text:
+        # The text had lone surrogates replaced (or a real U+FFFD): the structure must encode too.
+        structured = json_safe(structured)
     return types.CallToolResult(
-        content=[types.TextContent(type="text", text=result.llm_text())],
-        structured_content=result.for_llm(),
+        content=[types.TextContent(type="text", text=text)],
+        structured_content=structured,
         is_error=not result.ok,
     )
 
@@ -132,6 +153,7 @@ def mcp_asgi(
     json_response: bool = False,
     security: TransportSecuritySettings | None = None,
     name: str = "patchbay",
+    max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
 ) -> McpHttp:
     """The streamable HTTP endpoint for `runtime`; enter `lifespan()` for as long as it serves.
 
@@ -140,12 +162,14 @@ def mcp_asgi(
     serves any request on any replica; clients then name the call (`_meta` or `X-Call-Id`), as
     clients of the sessionless 2026-07-28 protocol (the SDK's `Client`) must in either mode.
     A request that names no call and has no session is a call of its own.
+    A body over `max_body_bytes` is refused (413); every refusal is a JSON-RPC error object.
     """
     manager = StreamableHTTPSessionManager(
         app=mcp_server(runtime, name=name),
         stateless=stateless,
         json_response=json_response,
         security_settings=security,
+        max_request_body_size=max_body_bytes,
     )
 
     @asynccontextmanager
@@ -153,7 +177,73 @@ def mcp_asgi(
         async with manager.run():
             yield
 
-    return McpHttp(StreamableHTTPASGIApp(manager), lifespan)
+    return McpHttp(_JsonRefusals(StreamableHTTPASGIApp(manager)), lifespan)
+
+
+class _JsonRefusals:
+    """The SDK's plain-text refusals (a body over its limit, a Content-Type, Host or Origin it
+    does not take) answered as JSON-RPC error objects, as its other refusals are."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None  # the start of an error answer that is not JSON
+        parts: list[bytes] = []
+
+        async def reshape(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and _plain_error(message):
+                held = message
+                return
+            if held is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            status = int(held["status"])
+            body = _json_rpc_error(status, b"".join(parts))
+            headers = [
+                (k, v)
+                for k, v in held.get("headers", [])
+                if k.lower() not in (b"content-type", b"content-length")
+            ]
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, reshape)
+
+
+def _plain_error(start: Message) -> bool:
+    """Whether a response start is of an error answer whose body is not JSON."""
+    if int(start["status"]) < 400:
+        return False
+    for key, value in start.get("headers", []):
+        if key.lower() == b"content-type":
+            return not value.lower().startswith(b"application/json")
+    return True
+
+
+def _json_rpc_error(status: int, text: bytes) -> bytes:
+    """A JSON-RPC error object (no request id) saying what the plain answer said."""
+    message = text.decode("utf-8", "replace").strip()[:200]
+    if not message:
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = f"HTTP {status}"
+    error = types.JSONRPCError(
+        jsonrpc="2.0", id=None, error=types.ErrorData(code=types.INVALID_REQUEST, message=message)
+    )
+    return error.model_dump_json(by_alias=True, exclude_unset=True).encode()
 
 
 async def serve_stdio(runtime: ToolRuntime, *, call_id: str | None = None) -> None:
@@ -167,7 +257,9 @@ def _call_context(
     runtime: ToolRuntime, ctx: ServerRequestContext[Any], fallback: str | None
 ) -> CallContext:
     meta: Mapping[str, Any] = ctx.meta or {}
-    headers: Mapping[str, str] = ctx.request.headers if isinstance(ctx.request, Request) else {}
+    http = ctx.request if isinstance(ctx.request, Request) else None
+    headers: Mapping[str, str] = http.headers if http is not None else {}
+    rule: TenantRule | None = http.scope.get(SCOPE_TENANT) if http is not None else None
 
     def pick(meta_key: str, header: str) -> str | None:
         value = meta.get(meta_key)
@@ -175,11 +267,12 @@ def _call_context(
             return value
         return headers.get(header) or None
 
+    tenant = pick(META_TENANT, HEADER_TENANT)
+    if rule is not None:
+        tenant = rule(tenant)
     call_id = pick(META_CALL_ID, HEADER_CALL_ID) or headers.get(MCP_SESSION_ID_HEADER) or fallback
     if call_id is None:
-        return runtime.call_context(None)
-    return CallContext(
-        id=call_id,
-        tenant=pick(META_TENANT, HEADER_TENANT),
-        caller=pick(META_CALLER, HEADER_CALLER),
-    )
+        adhoc = runtime.call_context(None)
+        adhoc.tenant = tenant
+        return adhoc
+    return CallContext(id=call_id, tenant=tenant, caller=pick(META_CALLER, HEADER_CALLER))

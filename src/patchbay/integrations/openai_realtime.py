@@ -138,7 +138,7 @@ class RealtimeToolBridge:
 
     async def end(self) -> None:
         """Release the call's state in the runtime."""
-        await self.runtime.end_call(self.call.id)
+        await self.runtime.end_call(self.call)
 
 
 def _parse_event(event: Mapping[str, Any] | str | bytes) -> Mapping[str, Any] | None:

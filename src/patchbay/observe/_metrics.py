@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -39,7 +39,10 @@ from patchbay.observe._events import Event
 
 __all__ = [
     "BREAKER_STATES",
+    "MAX_SERIES",
     "METRICS_CONTENT_TYPE",
+    "OTHER",
+    "UNKNOWN_TOOL",
     "Counter",
     "Gauge",
     "Histogram",
@@ -55,6 +58,12 @@ _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 Labels = tuple[str, ...]
 
+UNKNOWN_TOOL = "unknown"  # the one label of every tool name the config does not have
+OTHER = "other"  # the label of an unknown tenant, and of every label past a family's bound
+# Label sets one family keeps; later new ones are counted together under OTHER, so callers
+# who make up names cannot grow the exposition without limit.
+MAX_SERIES = 2000
+
 # Hand-kept rather than prometheus_client's metric objects, which take a lock on every
 # update: updates here come from one event loop thread, and a scrape copies each series
 # as it reads it, which is a consistent-enough snapshot.
@@ -63,18 +72,23 @@ Labels = tuple[str, ...]
 class _Family(ABC):
     """A metric family of one name, registered on a registry as its own collector."""
 
+    max_series = MAX_SERIES
+
     def __init__(
         self, registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str]
     ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labels)
+        self._overflow: Labels = (OTHER,) * len(self.labelnames)
         registry.register(self)
 
-    def _check(self, labels: Labels) -> None:
+    def _check(self, labels: Labels, seen: int) -> Labels:
+        """The label set to count under: `labels`, or the overflow set once `seen` is the bound."""
         # Only a label set seen for the first time comes here, so the hot path skips it.
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {len(labels)}")
+        return labels if seen < self.max_series else self._overflow
 
     def describe(self) -> Iterator[Metric]:
         """The family without samples, for the registry's check that names do not clash."""
@@ -103,8 +117,8 @@ class Counter(_Family):
         try:
             self._values[labels] += 1.0
         except KeyError:
-            self._check(labels)
-            self._values[labels] = 1.0
+            kept = self._check(labels, len(self._values))
+            self._values[kept] = self._values.get(kept, 0.0) + 1.0
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -129,7 +143,7 @@ class Gauge(_Family):
     def set(self, value: float, *labels: str) -> None:
         """Set the value of these label values (given in label-name order)."""
         if labels not in self._values:
-            self._check(labels)
+            labels = self._check(labels, len(self._values))
         self._values[labels] = float(value)
 
     def _family(self) -> GaugeMetricFamily:
@@ -166,8 +180,10 @@ class Histogram(_Family):
         """Count a value for these label values; a value equal to a bound is in that bucket."""
         series = self._series.get(labels)
         if series is None:
-            self._check(labels)
-            series = self._series[labels] = [0.0] * (len(self.bounds) + 2)
+            labels = self._check(labels, len(self._series))
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = [0.0] * (len(self.bounds) + 2)
         series[bisect_left(self.bounds, value)] += 1.0
         series[-1] += value
 
@@ -189,10 +205,24 @@ class Histogram(_Family):
 
 
 class PrometheusSink:
-    """An EventSink that keeps Prometheus counters, histograms and gauges of tool calls."""
+    """An EventSink that keeps Prometheus counters, histograms and gauges of tool calls.
 
-    def __init__(self, registry: CollectorRegistry | None = None, prefix: str = "patchbay") -> None:
+    Given the config's `tools` (and `tenants`), any other name is counted under one label,
+    `unknown` (`other`), whichever surface it came in by; without them names are kept as they
+    come, and every family stops taking new label sets at `MAX_SERIES`.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        prefix: str = "patchbay",
+        *,
+        tools: Collection[str] | None = None,
+        tenants: Collection[str] | None = None,
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._tools = None if tools is None else frozenset(tools)
+        self._tenants = None if tenants is None else frozenset(tenants)
         p = prefix
         self.tool_calls = self.counter(
             f"{p}_tool_calls", "Tool calls by tool and outcome.", ["tool", "outcome"]
@@ -258,6 +288,18 @@ class PrometheusSink:
         """A new histogram on this sink's registry, with these bucket bounds (+Inf is added)."""
         return Histogram(self.registry, name, documentation, labels, buckets)
 
+    def tool(self, name: str) -> str:
+        """The label of a tool name: itself when known (or no tools were given), else unknown."""
+        known = self._tools
+        return name if known is None or name in known else UNKNOWN_TOOL
+
+    def tenant(self, name: str | None) -> str:
+        """The label of a tenant: itself when known (or no tenants were given), else other."""
+        if not name:
+            return ""
+        known = self._tenants
+        return name if known is None or name in known else OTHER
+
     def emit(self, event: Event) -> None:
         """Update the metrics an event speaks to."""
         handler = self._handlers.get(event.kind)
@@ -266,13 +308,14 @@ class PrometheusSink:
 
     def _tool_call(self, e: Event) -> None:
         outcome = e.outcome or "unknown"
-        self.tool_calls.inc(e.tool, outcome)
+        tool = self.tool(e.tool)
+        self.tool_calls.inc(tool, outcome)
         if e.latency_ms is not None:
-            self.tool_latency.observe(e.latency_ms / 1000, e.tool)
+            self.tool_latency.observe(e.latency_ms / 1000, tool)
         if outcome != "ok":
             self.errors.inc(outcome)
         if e.extra.get("cached"):
-            self.cache_hits.inc(e.tool)
+            self.cache_hits.inc(tool)
 
     def _attempt(self, e: Event) -> None:
         integration, method, path = e.integration or "", e.method or "", e.path or ""
@@ -284,7 +327,7 @@ class PrometheusSink:
         outcome = e.outcome or ""
         policy = e.extra.get("policy")
         if outcome == "retry":
-            self.retries.inc(e.integration or "", e.tool)
+            self.retries.inc(e.integration or "", self.tool(e.tool))
         elif policy == "breaker" or outcome.startswith("breaker_"):
             state = str(e.extra.get("state") or outcome.removeprefix("breaker_"))
             if state in BREAKER_STATES:
@@ -297,7 +340,7 @@ class PrometheusSink:
                 self.rate_limit_wait.observe(wait, e.integration or "")
 
     def _background(self, e: Event) -> None:
-        self.background.inc(e.tool, e.outcome or "unknown")
+        self.background.inc(self.tool(e.tool), e.outcome or "unknown")
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

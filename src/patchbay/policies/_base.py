@@ -30,6 +30,9 @@ class Exchange:
     deduplicated: bool = False
     rate_wait_s: float = 0.0
     sent: bool = False  # a request left for the upstream: a write can no longer be abandoned
+    # A write that may have reached the upstream with no definitive answer since (the retry
+    # policy decides): its outcome is `pending`, never a failure.
+    unsettled: Request | None = None
     notes: dict[str, object] = field(default_factory=dict)  # policy annotations for meta
 
     def remaining(self) -> float:

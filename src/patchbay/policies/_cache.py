@@ -10,7 +10,14 @@ from collections.abc import Callable
 from patchbay._errors import CircuitOpen, DeadlineExceeded, RateLimited, UpstreamUnavailable
 from patchbay.http._types import Request, Response, TransportError
 from patchbay.policies._base import Exchange, Send
-from patchbay.policies._shared import decode_response, digest, emit, encode_response, scope
+from patchbay.policies._shared import (
+    decode_response,
+    digest,
+    emit,
+    encode_response,
+    scope,
+    state_tenant,
+)
 from patchbay.state._protocol import StateError, StateStore
 
 log = logging.getLogger("patchbay.policies")
@@ -64,7 +71,7 @@ class CachePolicy:
         spec = exchange.tool.cache
         if spec is None or request.method != "GET":
             return await next(request, exchange)
-        tenant = exchange.call.tenant or "-"
+        tenant = state_tenant(exchange) or "-"
         local_key = (
             exchange.integration.name,
             tenant,

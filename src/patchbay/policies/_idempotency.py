@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 
-from patchbay._errors import Conflict, DeadlineExceeded
+from patchbay._errors import Conflict, OutcomePending
 from patchbay.http._types import Request, Response
 from patchbay.policies._base import Exchange, Send
+from patchbay.policies._classify import settles_answer
 from patchbay.policies._shared import (
     SideTasks,
     decode_response,
@@ -21,8 +22,6 @@ from patchbay.state._protocol import StateStore
 
 _PENDING = b"pending "
 _DEFAULT_TTL_S = 86400.0
-# Answers that say nothing final about the write: the same key may be tried again.
-_NOT_FINAL = frozenset({401, 403, 408, 429})
 
 
 class IdempotencyPolicy:
@@ -32,8 +31,10 @@ class IdempotencyPolicy:
     marker (set_if_absent, expiring after its budget plus `grace_s`, the time a sent write may
     finish in the background), sends, and stores the final answer (2xx and 4xx) for the tool's
     `idempotency.ttl_s`. A duplicate that finds the answer returns it without a request; one
-    that finds the marker polls until the answer appears or its own budget ends. A 5xx, a
-    network failure or a cancellation before sending releases the claim, so a retry can go.
+    that finds the marker polls until the answer appears or its own budget ends, then hears
+    `pending`. An answer that settles nothing (5xx, 401, 403, 408, 429, a 2xx that is not
+    JSON), a network failure or a cancellation before sending releases the claim, so a retry
+    or the reconciliation can go.
     Writes with the same key but another method, URL or body are refused as a conflict rather
     than answered with the first write's result. The ledger works across replicas through
     the store, so it holds even against an upstream that ignores idempotency keys.
@@ -67,13 +68,21 @@ class IdempotencyPolicy:
                     raise self._conflict(exchange, request)
                 # Polling on the real clock: the injected sleep may be a no-op in tests.
                 if exchange.remaining() <= self._poll_s:
-                    raise DeadlineExceeded(
+                    # The same write is in flight elsewhere: for this caller it is in doubt.
+                    exchange.unsettled = request
+                    raise OutcomePending(
                         "The same request is still being processed; do not send it again, "
                         "tell the caller it is in progress and will be confirmed.",
                         tool=tool.name,
                         call_id=exchange.call.id,
                     )
-                await asyncio.sleep(self._poll_s)
+                try:
+                    await asyncio.sleep(self._poll_s)
+                except asyncio.CancelledError:
+                    # The budget ended while the same write is in flight elsewhere: this
+                    # caller hears `pending` too, not a timeout, and gets its confirmation.
+                    exchange.unsettled = request
+                    raise
                 continue
             decoded = decode_response(raw)
             if decoded is None:
@@ -104,7 +113,7 @@ class IdempotencyPolicy:
         except BaseException:
             await self._release(ledger, marker)
             raise
-        if response.status >= 500 or response.status in _NOT_FINAL:
+        if not settles_answer(response):
             await self._release(ledger, marker)
             return response
         spec = exchange.tool.idempotency

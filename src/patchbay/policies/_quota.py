@@ -10,6 +10,7 @@ from patchbay._errors import QuotaExceeded
 from patchbay.http._types import Request, Response
 from patchbay.policies._base import Exchange, Send
 from patchbay.policies._shared import emit, scope
+from patchbay.spec._call import call_scoped
 from patchbay.state._protocol import StateStore
 
 # A day counter outlives its day a little, so replicas whose clocks straddle midnight agree.
@@ -28,8 +29,9 @@ class QuotaPolicy:
     Per day counts logical requests (retries are not counted again) on
     `quota:{integration}:{tenant}:day:{YYYY-MM-DD}` (UTC), from the integration's (or the
     tenant's) `quota.per_day`, and per tool from the tool's `quota.per_day`. Per call counts
-    tool calls within one phone call: the tool's `quota.per_call` stops an LLM that loops on
-    one tool, the integration's `quota.per_call` bounds all of its tools together.
+    tool calls within one phone call (a tenant's: the same call id of another tenant counts
+    apart): the tool's `quota.per_call` stops an LLM that loops on one tool, the integration's
+    `quota.per_call` bounds all of its tools together.
     """
 
     __slots__ = ("_clock", "_day_number", "_day_text", "_store")
@@ -43,19 +45,21 @@ class QuotaPolicy:
     async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
         tool, integration = exchange.tool, exchange.integration
         base = f"quota:{scope(exchange)}"
-        call = exchange.call.id
         tool_limit = tool.quota.per_call if tool.quota else None
+        call_limit = integration.quota.per_call if integration.quota else None
+        per_call = tool_limit is not None or call_limit is not None
+        # This tenant's call: another tenant's call of the same id counts apart.
+        call = call_scoped("call", exchange.call.id, exchange.call.tenant) if per_call else ""
         if tool_limit is not None and _TOOL_NOTE not in exchange.notes:
             await self._check(
-                exchange, request, f"{base}:tool:{tool.name}:call:{call}", _CALL_TTL_S,
+                exchange, request, f"{base}:tool:{tool.name}:{call}", _CALL_TTL_S,
                 "per_call", tool_limit, _TOOL_NOTE,
                 f"{tool.name} was already called {tool_limit} times in this call; stop "
                 "calling it and tell the caller what happened.",
             )  # fmt: skip
-        call_limit = integration.quota.per_call if integration.quota else None
         if call_limit is not None and _INTEGRATION_NOTE not in exchange.notes:
             await self._check(
-                exchange, request, f"{base}:call:{call}", _CALL_TTL_S,
+                exchange, request, f"{base}:{call}", _CALL_TTL_S,
                 "per_call", call_limit, _INTEGRATION_NOTE,
                 f"{integration.name} was already used {call_limit} times in this call; "
                 "stop calling its tools and tell the caller what happened.",

@@ -6,7 +6,7 @@ import time
 
 from patchbay._errors import DeadlineExceeded
 from patchbay.http._auth import Authenticator
-from patchbay.http._types import Request, Response, Transport, TransportError
+from patchbay.http._types import Request, Response, ResponseTooLarge, Transport, TransportError
 from patchbay.observe._events import Event
 from patchbay.policies._base import Exchange, Send
 
@@ -55,6 +55,9 @@ class TransportStep:
             raise
         except TransportError:
             outcome = "network_error"
+            raise
+        except ResponseTooLarge as exc:
+            status, outcome = exc.status_code, "too_large"
             raise
         finally:
             if exchange.emitter.active:

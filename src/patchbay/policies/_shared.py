@@ -38,9 +38,19 @@ def decode_response(raw: bytes) -> tuple[Response, dict[str, Any]] | None:
     return Response(status=status, headers=headers, body=body), meta
 
 
+def state_tenant(exchange: Exchange) -> str | None:
+    """The tenant whose state an exchange uses: the call's, when the integration lists it.
+
+    A tenant the integration does not list (let in by `unknown_tenants: default`) shares the
+    integration's own state: a made-up tenant must not get a fresh quota or cache of its own.
+    """
+    tenant = exchange.call.tenant
+    return tenant if tenant is not None and tenant in exchange.integration.tenants else None
+
+
 def scope(exchange: Exchange) -> str:
     """`integration:tenant`, the prefix that keeps one tenant's state away from another's."""
-    return f"{exchange.integration.name}:{exchange.call.tenant or '-'}"
+    return f"{exchange.integration.name}:{state_tenant(exchange) or '-'}"
 
 
 def tenant_scope(exchange: Exchange) -> str:
@@ -58,8 +68,47 @@ def tenant_scope(exchange: Exchange) -> str:
 
 def digest(*parts: object) -> str:
     """A short stable digest: keys stay bounded and never carry arguments such as phone numbers."""
-    text = json.dumps(parts, separators=(",", ":"), sort_keys=True, default=str)
+    try:
+        text = json.dumps(parts, separators=(",", ":"), sort_keys=True, default=str)
+    except (ValueError, TypeError, RecursionError):
+        # A handler's body may hold what JSON cannot write (a 5,000-digit integer, keys of
+        # mixed types, nesting past the recursion limit): a digest must still come out.
+        text = "\x00" + _canonical(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _atom(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value)
+        except ValueError:  # past int_max_str_digits; hex has no such limit
+            return hex(value)
+    if value is None or isinstance(value, bool | float | str):
+        return json.dumps(value)  # ASCII: a lone surrogate is written as an escape
+    return json.dumps(repr(value))
+
+
+def _canonical(value: object) -> str:
+    """A canonical text of any value, walked with a stack (it may be nested past recursion)."""
+    out: list[str] = []
+    stack: list[tuple[bool, object]] = [(False, value)]
+    while stack:
+        literal, node = stack.pop()
+        if literal:
+            out.append(str(node))
+        elif isinstance(node, dict):
+            out.append("{")
+            stack.append((True, "}"))
+            for key in sorted(node, key=_atom, reverse=True):
+                stack.append((False, node[key]))
+                stack.append((True, _atom(key) + ":"))
+        elif isinstance(node, list | tuple):
+            out.append("[")
+            stack.append((True, "]"))
+            stack.extend((False, item) for item in reversed(node))
+        else:
+            out.append(_atom(node) + ",")
+    return "".join(out)
 
 
 def request_fingerprint(request: Request) -> str:

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from patchbay._errors import OperationNotAllowed
-from patchbay.http._build import _query, _segment, join_url
+from patchbay._errors import InvalidArguments, OperationNotAllowed
+from patchbay.http._build import _header_value, _query, _segment, has_dot_segment, join_url
 from patchbay.http._types import Request, Response
 from patchbay.policies._base import Exchange
 from patchbay.spec._call import CallContext
@@ -59,6 +59,30 @@ class HandlerClient:
         # Shared by every request of the integration and never changed in place.
         self._headers = headers if headers is not None else base_headers(exchange.integration)
 
+    def _param(self, name: str, values: Mapping[str, Any]) -> str:
+        if name not in values:
+            raise OperationNotAllowed(
+                f"The handler gave no path_params value for {{{name}}}.",
+                tool=self._exchange.tool.name,
+            )
+        return _segment(name, values[name])
+
+    def _checked(self, method: str, path: str) -> str:
+        """A concrete path that may be matched against the declared templates, or a refusal."""
+        if "?" in path or "#" in path or "\\" in path:
+            # the path is never echoed: it may hold the caller's details
+            raise OperationNotAllowed(
+                f"A {method} path from the handler holds '?', '#' or a backslash: pass the "
+                "query as params=, and values as path_params= or encoded segments.",
+                tool=self._exchange.tool.name,
+            )
+        if ("." in path or "%" in path or not path.isascii()) and has_dot_segment(path):
+            raise InvalidArguments(
+                "A value in the request path is '.' or '..' (or encodes one).",
+                fields={"path": "must not hold a '.' or '..' path segment"},
+            )
+        return path
+
     def _match(self, method: str, path: str) -> Operation:
         for op in self._allowed:
             if op.method == method and (op.template == path or op.pattern.fullmatch(path)):
@@ -84,16 +108,14 @@ class HandlerClient:
         path matching one; placeholders are encoded as single segments either way.
         """
         if path_params:
-            path = _PLACEHOLDER.sub(lambda m: _segment(m.group(1), path_params[m.group(1)]), path)
-        if "." in path and any(seg in (".", "..") for seg in path.split("/")):
-            raise OperationNotAllowed("Relative path segments are not allowed.")
-        op = self._match(method, path.split("?", 1)[0] if "?" in path else path)
+            path = _PLACEHOLDER.sub(lambda m: self._param(m.group(1), path_params), path)
+        op = self._match(method, self._checked(method, path))
         integration = self._exchange.integration
         headers = self._headers
         tool = self._exchange.tool
         if idempotency_key is not None:
             header = tool.idempotency.header if tool.idempotency else "Idempotency-Key"
-            headers = {**headers, header: idempotency_key}
+            headers = {**headers, header: _header_value(header, idempotency_key)}
         request = Request(
             method=method,
             url=join_url(integration.base_url, self._prefix, path),
@@ -105,6 +127,7 @@ class HandlerClient:
             json=json,
             has_body=json is not None,
             idempotency_key=idempotency_key,
+            max_response_bytes=integration.max_response_bytes,
         )
         response = await self._send(request, self._exchange)
         return self._raise(response, self._exchange)

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from patchbay._errors import ErrorCode
+from patchbay.runtime._logs import log_exception
 from patchbay.runtime._outcomes import Outcomes
 from patchbay.runtime._result import ToolResult
 from patchbay.spec._call import CallContext
@@ -127,19 +129,24 @@ class Outbox:
         return sorted((e for e in found if e is not None), key=lambda e: e.created_at)
 
     async def drain(self, timeout_s: float) -> bool:
-        """Wait until nothing is due or in flight; False if time ran out first."""
+        """Wait until no entry is waiting (due or in backoff) or in flight; False on timeout.
+
+        Entries stay in the outbox until they succeed, get a final answer or are abandoned,
+        so this waits out their whole retry plan (bounded by `timeout_s`).
+        """
         self.start()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             try:
-                due = [e for e in await self.pending() if e.next_at <= time.time()]
+                waiting = bool(await self._store.hgetall(OUTBOX))
             except StateError:
-                due = []
-            if not due and not self._inflight:
+                waiting = False  # nothing can be sent without the store anyway
+            if not waiting and not self._inflight:
                 return True
+            if time.monotonic() >= deadline:
+                return False
             self._wake.set()
             await asyncio.sleep(0.02)
-        return False
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Stop claiming entries; let writes in flight finish (each within its budget)."""
@@ -212,14 +219,17 @@ class Outbox:
             await self._settle(entry, result)
         except StateError:
             log.warning("the outbox lost the state store while sending %s", entry.ref)
-        except Exception:
-            log.exception("the outbox failed on %s", entry.ref)
+        except Exception as exc:
+            log_exception(log, exc, "the outbox failed on %s", entry.ref)
         finally:
             await self._release(entry)
 
     async def _settle(self, entry: OutboxEntry, result: ToolResult) -> None:
         error = result.error
-        if result.ok or (error is not None and not error.retryable):
+        # `pending` is final for the LLM (it must not resend), not for the outbox: it resends
+        # with the same key until the upstream answers definitively.
+        final = error is not None and not error.retryable and error.code != ErrorCode.PENDING
+        if result.ok or final:
             await self._store.hdel(OUTBOX, entry.ref)
             await self._record(entry, result, result.error.code if result.error else "ok")
             return

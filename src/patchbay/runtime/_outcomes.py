@@ -11,6 +11,7 @@ from patchbay._errors import ToolError
 from patchbay.http._types import Response
 from patchbay.observe._events import Emitter, Event
 from patchbay.policies._classify import error_for_status
+from patchbay.spec._call import call_scoped
 from patchbay.spec._model import Tool
 from patchbay.state import StateError, StateStore
 from patchbay.transform import transform_response
@@ -20,12 +21,14 @@ log = logging.getLogger("patchbay.runtime")
 # A day: long enough for the agent, a follow-up call or an operator to look the outcome up.
 OUTCOME_TTL_S = 86400.0
 
-Kind = Literal["adopted", "outbox"]
+# adopted: finished after its caller gave up; reconciled: confirmed by resending; outbox.
+Kind = Literal["adopted", "reconciled", "outbox"]
 
 
-def outcome_key(call_id: str, key: str) -> str:
-    """Where the outcome of one write of a call lives: its idempotency key or outbox reference."""
-    return f"outcome:{call_id}:{key}"
+def outcome_key(call_id: str, key: str, tenant: str | None = None) -> str:
+    """Where the outcome of one write of a call (of `tenant`) lives: by its idempotency key or
+    outbox reference."""
+    return f"{call_scoped('outcome', call_id, tenant)}:{key}"
 
 
 class Outcomes:
@@ -66,7 +69,7 @@ class Outcomes:
         }
         try:
             data = json.dumps(record, separators=(",", ":"), default=str).encode()
-            await self._store.set(outcome_key(call_id, key), data, ttl_s=OUTCOME_TTL_S)
+            await self._store.set(outcome_key(call_id, key, tenant), data, ttl_s=OUTCOME_TTL_S)
         except StateError:
             # The event below still tells observers; losing the record must not lose the write.
             log.warning("could not record the outcome of %s for call %s", tool, call_id)
@@ -84,9 +87,10 @@ class Outcomes:
         )
         return record
 
-    async def get(self, call_id: str, key: str) -> dict[str, Any] | None:
-        """The recorded outcome of a call's write, or None if none finished (or it expired)."""
-        raw = await self._store.get(outcome_key(call_id, key))
+    async def get(self, call_id: str, key: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """The recorded outcome of a write of `tenant`'s call, or None if none finished (or it
+        expired)."""
+        raw = await self._store.get(outcome_key(call_id, key, tenant))
         if raw is None:
             return None
         found: dict[str, Any] = json.loads(raw)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from patchbay._errors import DeadlineExceeded, ErrorCode, ToolError
+from patchbay._errors import DeadlineExceeded, TenantRefused
 from patchbay.http import (
     Authenticator,
     HttptoolsTransport,
@@ -27,15 +26,17 @@ from patchbay.policies._quota import QuotaPolicy
 from patchbay.policies._ratelimit import RateLimitPolicy
 from patchbay.policies._retry import RetryPolicy
 from patchbay.policies._send import AuthPolicy, TransportStep
+from patchbay.policies._shared import state_tenant
 from patchbay.runtime._handler import Operation, base_headers
-from patchbay.runtime._outcomes import Outcomes, describe_response
+from patchbay.runtime._outcomes import Outcomes
+from patchbay.runtime._reconcile import Reconciler
+from patchbay.runtime._scrub import SecretScrubber
 from patchbay.spec import Config, Integration, Tool
 from patchbay.spec._call import CallContext
 from patchbay.spec._imports import import_callable
 from patchbay.state import StateStore, open_store
 
 log = logging.getLogger("patchbay.runtime")
-_UNANSWERED = frozenset({ErrorCode.TIMEOUT, ErrorCode.UPSTREAM_UNAVAILABLE})
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -71,6 +72,10 @@ class Pipelines:
         self._breaker = BreakerPolicy(self.store)
         self._rate_limit = RateLimitPolicy(self.store, sleep=sleep)
         self._validators: dict[str, list[Callable[..., Any]]] = {}
+        self._confirms: dict[tuple[str, str | None], Send] = {}
+        # Applied to every result before the LLM reads it: upstreams may echo credentials.
+        self.scrub = SecretScrubber(config).clean
+        self.reconciler = Reconciler(self.outcomes, self.confirm_send, self.scrub)
 
     @property
     def secrets(self) -> SecretResolver:
@@ -78,11 +83,22 @@ class Pipelines:
         return self._secrets
 
     def integration(self, name: str, tenant: str | None) -> Integration:
-        """The integration's settings with the tenant's overrides applied."""
+        """The integration's settings with the tenant's overrides applied.
+
+        Raises TenantRefused for a tenant the integration does not list, unless it says
+        `unknown_tenants: default`: then the tenant gets the integration's own settings.
+        """
+        found = self._effective.get((name, tenant))
+        if found is not None:
+            return found  # only listed tenants (and None) are ever keys
+        base = self._config.integrations[name]
+        if tenant is not None and tenant not in base.tenants:
+            if base.unknown_tenants == "refuse":
+                raise _refused(base, tenant)
+            tenant = None  # one shared entry, however many tenants are made up
         key = (name, tenant)
         found = self._effective.get(key)
         if found is None:
-            base = self._config.integrations[name]
             override = base.tenants.get(tenant) if tenant else None
             found = base
             if override is not None:
@@ -116,7 +132,7 @@ class Pipelines:
     def policies(
         self, integration: Integration, auth: Authenticator, *, writes: bool = True
     ) -> list[Policy]:
-        """The pipeline, outermost first (DESIGN.md); steps nothing configured are left out.
+        """The pipeline, outermost first; steps nothing configured are left out.
 
         deadline, quota, idempotency, cache, retry, breaker, rate limit, auth. The deadline's
         shield and the ledger act on writes only, so the pipeline for reads (`writes=False`)
@@ -124,7 +140,7 @@ class Pipelines:
         """
         tools = [t for t in self._config.tools.values() if t.integration == integration.name]
         # Reads are refused past the budget by `send` itself; only writes need shielding.
-        steps: list[Policy] = [DeadlinePolicy(self._adopt)] if writes else []
+        steps: list[Policy] = [DeadlinePolicy(self.reconciler.adopt)] if writes else []
         if integration.quota is not None or any(t.quota is not None for t in tools):
             steps.append(self._quota)
         if writes:
@@ -141,7 +157,7 @@ class Pipelines:
 
     def send(self, exchange: Exchange) -> Send:
         """The composed pipeline for the exchange's integration and tenant."""
-        key = (exchange.integration.name, exchange.call.tenant)
+        key = (exchange.integration.name, state_tenant(exchange))
         found = self._sends.get(key)
         if found is None:
             integration = exchange.integration
@@ -170,7 +186,7 @@ class Pipelines:
 
     def handler_headers(self, exchange: Exchange) -> dict[str, str]:
         """The headers of every handler request to the exchange's integration and tenant."""
-        key = (exchange.integration.name, exchange.call.tenant)
+        key = (exchange.integration.name, state_tenant(exchange))
         found = self._headers.get(key)
         if found is None:
             found = self._headers[key] = base_headers(exchange.integration)
@@ -184,60 +200,57 @@ class Pipelines:
             self._validators[tool.name] = found
         return found
 
-    def _adopt(self, task: asyncio.Future[Response], request: Request, exchange: Exchange) -> None:
-        """Keep a sent write running after its caller gave up, and record how it ended."""
-        finish = asyncio.ensure_future(self._finish(task, request, exchange))
-        self._background.add(finish)
-        finish.add_done_callback(self._background.discard)
+    def confirm_send(self, exchange: Exchange) -> Send:
+        """One attempt of a write being confirmed: ledger, breaker, limiter, auth, transport.
 
-    async def _finish(
-        self, task: asyncio.Future[Response], request: Request, exchange: Exchange
-    ) -> None:
-        status: int | None = None
-        result: Any = None
-        try:
-            response = await task
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-        except ToolError as exc:
-            # No answer at all (timeouts, resets): nobody knows whether the write happened.
-            unanswered = exc.status_code is None and exc.code in _UNANSWERED
-            unknown = unanswered or exchange.notes.get("unresolved")
-            outcome = "unresolved" if unknown else exc.code.value
-        except Exception:
-            log.exception("a background write of %s failed unexpectedly", exchange.tool.name)
-            outcome = ErrorCode.INTERNAL.value
-        else:
-            status = response.status
-            outcome, result = describe_response(response, exchange.tool)
-        extra = {"method": request.method, "path": request.path_template}
-        await self.outcomes.record(
-            "adopted",
-            tool=exchange.tool.name,
-            call_id=exchange.call.id,
-            key=request.idempotency_key or f"unkeyed-{uuid.uuid4().hex[:12]}",
-            outcome=outcome,
-            integration=exchange.integration.name,
-            tenant=exchange.call.tenant,
-            status=status,
-            result=result,
-            extra=extra,
-        )
+        No deadline shield and no retry (the reconciler paces its own resends), no quota (the
+        write was counted when it was first asked for).
+        """
+        key = (exchange.integration.name, state_tenant(exchange))
+        found = self._confirms.get(key)
+        if found is None:
+            self.send(exchange)  # builds the credentials of this integration and tenant
+            integration = exchange.integration
+            steps: list[Policy] = [self._idempotency]
+            if integration.breaker is not None:
+                steps.append(self._breaker)
+            if integration.rate_limit is not None:
+                steps.append(self._rate_limit)
+            steps.append(AuthPolicy(self._auth[key]))
+            found = self._confirms[key] = chain(steps, TransportStep(self._transport))
+        return found
+
+    def reconcile(self, request: Request, exchange: Exchange) -> None:
+        """Confirm a write left in doubt in the background (same key) and record its outcome."""
+        self.reconciler.reconcile(request, exchange)
 
     async def drain(self, timeout_s: float = 30.0) -> None:
-        """Wait for background writes to finish."""
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=timeout_s)
+        """Wait for background writes to finish (confirmations by resending included)."""
+        await self.reconciler.drain(timeout_s)
 
     async def close(self) -> None:
         """Finish background writes, close credentials and connections."""
-        await self.drain()
+        await self.reconciler.close()
         for auth in self._auth.values():
             await auth.close()
         await self._transport.close()
         await self._breaker.drain()
         await self._idempotency.drain()
         await self.store.close()
+
+
+def _refused(integration: Integration, tenant: str) -> TenantRefused:
+    # The name is caller-supplied: the operator's log shows a bounded repr, the LLM none of it.
+    log.warning(
+        "refused a call for tenant %.80r: integration %s does not list it "
+        "(unknown_tenants: refuse)",
+        tenant,
+        integration.name,
+    )
+    return TenantRefused(
+        f"This call's tenant is not set up to use {integration.name}, so nothing was sent; "
+        "do not try again, tell the caller it cannot be done on this line."
+    )
 
 
 def _by_method(reads: Send, writes: Send) -> Send:

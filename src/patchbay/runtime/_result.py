@@ -1,4 +1,4 @@
-"""What a tool call returns, whatever happened: the tool result contract of DESIGN.md."""
+"""What a tool call returns, whatever happened: the result contract every surface shares."""
 
 from __future__ import annotations
 
@@ -10,8 +10,40 @@ import msgspec
 
 from patchbay.spec._call import CallContext
 
+__all__ = ["ErrorInfo", "ToolCall", "ToolResult", "encode_json", "json_safe"]
+
 # Compact UTF-8 JSON for results (what every surface sends), faster than json.dumps.
 _encode = msgspec.json.Encoder().encode
+
+
+def _safe_text(text: str) -> str:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (the JSON escape \ud800 decodes to one) has no UTF-8 form: through
+        # UTF-16 a proper pair survives and each lone half becomes U+FFFD.
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def json_safe(data: Any) -> Any:
+    """`data` with every string (keys too) made encodable as UTF-8: lone surrogates replaced."""
+    if isinstance(data, str):
+        return _safe_text(data)
+    if isinstance(data, Mapping):
+        return {json_safe(k): json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(v) for v in data]
+    return data
+
+
+def encode_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON of `data`, whatever strings came in (see `json_safe`)."""
+    try:
+        return _encode(data)
+    except UnicodeEncodeError:
+        # Only text that arrived broken pays for the walk; every other answer encodes once.
+        return _encode(json_safe(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +101,7 @@ class ToolResult:
 
     def to_json(self) -> str:
         """Compact JSON text of `to_dict()`."""
-        return _encode(self.to_dict()).decode()
+        return encode_json(self.to_dict()).decode()
 
     def for_llm(self) -> dict[str, Any]:
         """What the model reads: the result, or the error words and fallback line; no meta."""
@@ -86,4 +118,4 @@ class ToolResult:
 
     def llm_text(self) -> str:
         """`for_llm()` as compact JSON text, for frameworks that want a string."""
-        return _encode(self.for_llm()).decode()
+        return encode_json(self.for_llm()).decode()

@@ -14,6 +14,8 @@ from patchbay._errors import (
     DeadlineExceeded,
     ErrorCode,
     InvalidArguments,
+    OutcomePending,
+    SecretError,
     ToolError,
     UpstreamUnavailable,
 )
@@ -24,14 +26,22 @@ from patchbay.observe._sinks import LoggingSink
 from patchbay.policies._base import Exchange
 from patchbay.policies._classify import error_for_status
 from patchbay.runtime._builtin import CALLBACK_WORDS, list_callback_requests, take_callback_request
-from patchbay.runtime._calls import CallRegistry, args_key, prefetch_arguments, state_text
+from patchbay.runtime._calls import (
+    CallRegistry,
+    args_key,
+    named_call,
+    prefetch_arguments,
+    state_text,
+)
 from patchbay.runtime._handler import HandlerClient, HandlerContext
+from patchbay.runtime._logs import log_exception, redacted
 from patchbay.runtime._outbox import Outbox, OutboxEntry, new_entry
 from patchbay.runtime._pipeline import Pipelines
 from patchbay.runtime._result import ErrorInfo, ToolCall, ToolResult
 from patchbay.spec import Config, Tool, load_config, resolve_handler
 from patchbay.spec._call import CallContext
-from patchbay.state import StateError, StateStore
+from patchbay.spec._model import Say
+from patchbay.state import MemoryStore, StateError, StateStore
 from patchbay.transform import error_words, transform_response
 from patchbay.validate import validate_arguments_async
 
@@ -47,10 +57,32 @@ _DEFAULT_WORDS = {
     ErrorCode.UPSTREAM_UNAVAILABLE: "The system is not answering right now.",
     ErrorCode.TIMEOUT: "The system took too long to answer.",
 }
-_STILL_SENDING = (
-    "The request was sent and is still being completed in the background; do not send it "
-    "again. Tell the caller it is in progress and will be confirmed."
+_CONFIRMING = (
+    "The request was sent and its outcome is not known yet; it is being confirmed in the "
+    "background, so do not send it again. Tell the caller it is in progress and will be "
+    "confirmed."
 )
+_UNCONFIRMED = (
+    "The request was sent and its outcome is not known; do not send it again. Tell the "
+    "caller it could not be confirmed yet and will be checked."
+)
+# Outcomes known to have changed nothing, with nobody at fault but the system: `say.failed`.
+_OUTAGES = frozenset(
+    {
+        ErrorCode.UPSTREAM_UNAVAILABLE,
+        ErrorCode.CIRCUIT_OPEN,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.QUOTA_EXCEEDED,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.TIMEOUT,
+        ErrorCode.INTERNAL,
+    }
+)
+
+
+def _cut(name: str) -> str:
+    """A tool name as the caller gave it, cut to a length no real tool name exceeds."""
+    return name if len(name) <= 64 else name[:64] + "…"
 
 
 class _Via(enum.Enum):
@@ -117,24 +149,36 @@ class ToolRuntime:
         if self._worker:
             self._outbox.start()
 
-    async def drain(self, timeout_s: float = 30.0) -> None:
-        """Wait for background work: due outbox writes, and writes finishing after a timeout."""
+    async def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait for background work: outbox writes (those waiting out a backoff too), writes
+        finishing after their budget and writes being confirmed. False if time ran out first.
+        """
         deadline = time.monotonic() + timeout_s
+        done = True
         if self._worker:
-            await self._outbox.drain(timeout_s)
+            done = await self._outbox.drain(timeout_s)
         await self._pipelines.drain(max(0.0, deadline - time.monotonic()))
+        return done and not self._pipelines.reconciler.busy
 
     async def close(self) -> None:
         """Stop prefetches and the outbox worker, finish background writes, release connections.
 
-        Outbox entries not yet sent stay in the store for the next runtime to send.
+        Outbox entries not yet sent stay in the store for the next runtime to send; a memory
+        store has no next runtime, so its entries are sent first (within 30 s).
         """
         await self._calls.close()
+        memory = isinstance(self.store, MemoryStore)
+        if self._worker and memory and not await self._outbox.drain(30.0):
+            refs = [e.ref for e in await self._outbox.pending()]
+            log.error("background writes lost with the memory state store: %s", refs)
         await self._outbox.close()
         await self._pipelines.close()
 
     def call_context(self, call: CallContext | str | None) -> CallContext:
-        """The live context of a phone call, so state carries from one tool call to the next."""
+        """The live context of a phone call, so state carries from one tool call to the next.
+
+        A call is its tenant's call of that id (a bare id: the call without a tenant).
+        """
         return self._calls.context(call)
 
     async def start_call(self, call: CallContext | str) -> None:
@@ -154,24 +198,36 @@ class ToolRuntime:
             try:
                 args = await self._validate(tool, raw, ctx)
             except ToolError as exc:
-                log.info("not prefetching %s for call %s: %s", tool.name, ctx.id, exc.message)
+                why = redacted(exc.message)  # validation words may quote the caller's number
+                log.info("not prefetching %s for call %s: %s", tool.name, ctx.id, why)
                 continue
             task = asyncio.get_running_loop().create_task(
                 self._execute(tool.name, args, ctx, _Via.PREFETCH)
             )
-            self._calls.add_prefetch(ctx.id, tool.name, args_key(args), task)
+            self._calls.add_prefetch(ctx, tool.name, args_key(args), task)
 
-    async def end_call(self, call_id: str) -> None:
-        """The call ended: cancel unfinished prefetches and release its state (here and shared)."""
-        await self._calls.end(call_id)
+    async def end_call(self, call_id: CallContext | str, tenant: str | None = None) -> None:
+        """The call ended: cancel unfinished prefetches and release its state (here and shared).
+
+        The call is named by its context, or by its id and `tenant` (None: the call without a
+        tenant); another tenant's call of the same id goes on.
+        """
+        owner, cid = named_call(call_id, tenant)
+        await self._calls.end(cid, owner)
 
     async def callback_requests(self) -> list[dict[str, Any]]:
         """Every request taken by a `builtin: callback_request` tool, oldest first."""
         return await list_callback_requests(self.store)
 
-    async def background_outcome(self, call_id: str, key: str) -> dict[str, Any] | None:
-        """How a call's background write ended, by idempotency key or outbox reference."""
-        return await self._pipelines.outcomes.get(call_id, key)
+    async def background_outcome(
+        self, call_id: CallContext | str, key: str, tenant: str | None = None
+    ) -> dict[str, Any] | None:
+        """How a call's background write ended, by idempotency key or outbox reference.
+
+        The call is named as for `end_call`: a tenant reads the outcomes of its own calls only.
+        """
+        owner, cid = named_call(call_id, tenant)
+        return await self._pipelines.outcomes.get(cid, key, owner)
 
     async def pending_background(self) -> list[OutboxEntry]:
         """Background writes accepted but not yet performed, oldest first."""
@@ -214,14 +270,14 @@ class ToolRuntime:
         try:
             if tool is None:
                 raise InvalidArguments(
-                    f"There is no tool named {name}.", fields={"tool": "unknown tool"}
+                    f"There is no tool named {_cut(name)}.", fields={"tool": "unknown tool"}
                 )
             args = await self._validate(tool, arguments, ctx)
             say = None
             budget_end = time.monotonic() + tool.budget_s
             try:
                 async with asyncio.timeout(tool.budget_s):
-                    if via is _Via.LLM and tool.prefetch and self._calls.prefetching(ctx.id):
+                    if via is _Via.LLM and tool.prefetch and self._calls.prefetching(ctx):
                         prefetched = await self._prefetched(tool, args, ctx)
                     if prefetched is not None:
                         value = prefetched.result
@@ -249,11 +305,17 @@ class ToolRuntime:
             if prefetched is not None:
                 result = replace(result, meta={**result.meta, "prefetched": True})
         except ToolError as exc:
-            result = self._failure(name, tool, ctx, exc, exchange, started)
-        except Exception:
-            log.exception("tool %s failed unexpectedly", name)
+            result = self._failure(name, tool, ctx, exc, exchange, started, via)
+        except SecretError as exc:
+            # A reference that stopped resolving (unset variable, unreadable file): one line
+            # naming the reference, never a value, and no traceback for a configuration fault.
+            log.error("tool %s cannot run: %s", _cut(name), exc)
+            exc2 = ToolError("The credentials for this system are not available right now.")
+            result = self._failure(name, tool, ctx, exc2, exchange, started, via)
+        except Exception as exc:
+            log_exception(log, exc, "tool %s failed unexpectedly", _cut(name))
             exc2 = ToolError("Something went wrong on our side.")
-            result = self._failure(name, tool, ctx, exc2, exchange, started)
+            result = self._failure(name, tool, ctx, exc2, exchange, started, via)
         if before is not None:
             await self._calls.persist(ctx, before)
         if self.emitter.active:
@@ -281,7 +343,7 @@ class ToolRuntime:
         self, tool: Tool, args: dict[str, Any], ctx: CallContext
     ) -> ToolResult | None:
         """The call-start answer for these arguments, if it came back ok (else: ask again)."""
-        task = self._calls.take_prefetch(ctx.id, tool.name, args_key(args))
+        task = self._calls.take_prefetch(ctx, tool.name, args_key(args))
         if task is None:
             return None
         # Shielded: a caller who gives up must not cancel what the next one could use.
@@ -291,9 +353,10 @@ class ToolRuntime:
     async def _enqueue(self, tool: Tool, args: dict[str, Any], ctx: CallContext) -> Any:
         """Accept a background write: store it in the outbox and answer with its reference."""
         key = None
+        # Refuses a tenant the integration does not serve now, not when the write is sent.
+        integration = self._pipelines.integration(tool.integration, ctx.tenant)
         if tool.request is not None:
             # Built now so a template the call cannot fill fails while the caller can fix it.
-            integration = self._pipelines.integration(tool.integration, ctx.tenant)
             key = build_request(tool, integration, args, ctx).idempotency_key
         entry = new_entry(tool.name, args, ctx, key)
         try:
@@ -335,8 +398,10 @@ class ToolRuntime:
     def _answer(self, tool: Tool, answer: Any, exchange: Exchange) -> Any:
         """What `_start`'s work gave, for the LLM: a handler's value or the response's body."""
         if tool.handler is not None:
-            return transform_response(tool.response, answer)  # converts and caps handler output
-        return transform_response(tool.response, self._body(answer, exchange))
+            value = transform_response(tool.response, answer)  # converts and caps its output
+        else:
+            value = transform_response(tool.response, self._body(answer, exchange))
+        return self._pipelines.scrub(value)
 
     @staticmethod
     def _body(response: Response, exchange: Exchange) -> Any:
@@ -379,20 +444,53 @@ class ToolRuntime:
         exc: ToolError,
         exchange: Exchange | None,
         started: float,
+        via: _Via,
     ) -> ToolResult:
+        if exchange is not None:
+            pending = self._pending(exchange, via)  # starts the write's confirmation
+            if pending is not None and exc.code is not ErrorCode.PENDING:
+                exc = pending
         say = None
         if tool is not None:
-            timeout_words = tool.say.timeout if exc.code is ErrorCode.TIMEOUT else None
-            if exc.code is not ErrorCode.INVALID_ARGUMENTS:
-                say = timeout_words or tool.say.failed
-        message = exc.message
-        if exchange is not None and exchange.notes.get("finishing_in_background"):
-            message = _STILL_SENDING  # whatever ended the wait, the write goes on: say so
+            wrote = exchange is not None and exchange.sent and tool.is_write
+            say = _words(tool.say, exc.code, wrote)
         return ToolResult(
             ok=False,
             tool=name,
             call_id=ctx.id,
-            error=ErrorInfo(exc.code.value, message, exc.retryable, exc.fields),
+            error=ErrorInfo(exc.code.value, exc.message, exc.retryable, exc.fields),
             say=say,
             meta=self._meta(exchange, started),
         )
+
+    def _pending(self, exchange: Exchange, via: _Via) -> OutcomePending | None:
+        """The `pending` error of a write that may have reached the upstream, else None.
+
+        Its confirmation starts here, unless the write already finishes in the background or
+        the outbox (which resends it itself) asked for it.
+        """
+        request = exchange.unsettled
+        handed_over = bool(exchange.notes.get("finishing_in_background"))
+        if request is None and not handed_over:
+            return None
+        if request is not None and not handed_over and via is not _Via.OUTBOX:
+            self._pipelines.reconcile(request, exchange)
+        keyed = handed_over or (request is not None and request.idempotency_key is not None)
+        return OutcomePending(_CONFIRMING if keyed else _UNCONFIRMED)
+
+
+def _words(say: Say, code: ErrorCode, wrote: bool) -> str | None:
+    """What the agent may say for an error: `failed` only where nothing can have changed."""
+    if code is ErrorCode.PENDING:
+        return say.pending or say.timeout
+    if code is ErrorCode.TIMEOUT:
+        return say.timeout or say.failed
+    if code is ErrorCode.NOT_FOUND:
+        return say.not_found
+    if code is ErrorCode.CONFLICT:
+        return say.conflict
+    if code is ErrorCode.CLIENT_ERROR:
+        return say.client_error
+    if code is ErrorCode.INTERNAL and wrote:
+        return None  # a bug after a write was sent: nobody can say that nothing changed
+    return say.failed if code in _OUTAGES else None

@@ -18,7 +18,8 @@ from jmespath.exceptions import (
 
 from patchbay._errors import ConfigError
 from patchbay.spec._imports import import_callable, load_handler
-from patchbay.spec._model import Integration, Param, Prefetch, Tool
+from patchbay.spec._model import GatewayAuth, Integration, Param, Prefetch, Tool
+from patchbay.spec._pattern import compile_pattern
 
 # The same placeholder grammar as the request builder (http/_build.py), so what passes here
 # is exactly what the builder fills.
@@ -61,7 +62,46 @@ def check_integration(integration: Integration, where: str) -> list[ConfigError]
     for tenant, override in integration.tenants.items():
         if override.base_url is not None:
             errors += _http_url(override.base_url, f"{where}.tenants.{tenant}.base_url")
+    headers = dict(integration.headers)
+    if integration.version is not None and integration.version.header is not None:
+        headers[integration.version.header] = integration.version.value or ""
+    for name, value in headers.items():
+        errors += _header(name, value, f"{where}.headers.{name}")
     return errors
+
+
+# RFC 9110 token characters for a header name; values may hold no control character but tab.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _header(name: str, value: str, where: str) -> list[ConfigError]:
+    """A fixed header must be sendable as written: a token name, no control characters."""
+    if not _HEADER_NAME.fullmatch(name):
+        return [ConfigError(f"{name!r} is not a valid header name", where)]
+    if _HEADER_CONTROL.search(value):
+        return [ConfigError("a header value may not contain control characters", where)]
+    return []
+
+
+def check_gateway_tenants(
+    auth: GatewayAuth, integrations: Mapping[str, Integration]
+) -> list[ConfigError]:
+    """A tenant with gateway credentials must be one some integration serves: else all fail."""
+    if not integrations:
+        return []
+    return [
+        ConfigError(
+            f"no integration serves tenant {tenant!r}, so each of its tool calls would be "
+            "refused: list it under an integration's tenants (an empty entry {} keeps the "
+            "integration's own settings) or set that integration's unknown_tenants: default",
+            f"gateway.auth.tenants.{tenant}",
+        )
+        for tenant in auth.tenants
+        if not any(
+            tenant in i.tenants or i.unknown_tenants == "default" for i in integrations.values()
+        )
+    ]
 
 
 def _placeholder_problem(name: str, params: Collection[str], *, in_path: bool) -> str | None:
@@ -142,7 +182,7 @@ def _param(param: Param, where: str) -> list[ConfigError]:
     errors = []
     if param.pattern is not None:
         try:
-            re.compile(param.pattern)
+            compile_pattern(param.pattern)
         except re.error as exc:
             errors.append(ConfigError(f"invalid regular expression: {exc}", f"{where}.pattern"))
     for low, high in (("minimum", "maximum"), ("min_length", "max_length")):
@@ -166,7 +206,7 @@ def check_tool(
 
     `integrations` None skips the integration check, `base_dir` None the imports.
     """
-    errors: list[ConfigError] = []
+    errors = [ConfigError(problem, where) for problem in tool.shape_problems()]
     if not _TOOL_NAME.fullmatch(tool.name):
         errors.append(
             ConfigError(
@@ -174,8 +214,8 @@ def check_tool(
                 where,
             )
         )
-    named = tool.integration or tool.builtin is None  # builtin tools need no integration
-    if integrations is not None and named and tool.integration not in integrations:
+    # An empty integration is a shape problem above (builtin tools need none).
+    if integrations is not None and tool.integration and tool.integration not in integrations:
         known = ", ".join(integrations) or "none"
         errors.append(
             ConfigError(
@@ -206,8 +246,11 @@ def check_tool(
         for part in ("query", "headers", "body"):
             for text, at in _strings(getattr(request, part), f"{where}.request.{part}"):
                 errors += _template(text, at, params, in_path=False)
+        for name, value in request.headers.items():
+            errors += _header(name, value, f"{where}.request.headers.{name}")
     if tool.idempotency is not None:
         errors += _template(tool.idempotency.key, f"{where}.idempotency.key", params, in_path=False)
+        errors += _header(tool.idempotency.header, "", f"{where}.idempotency.header")
     for i, rule in enumerate(tool.rules):
         errors += _jmespath(rule.check, f"{where}.rules[{i}].check")
     response = tool.response
@@ -287,3 +330,19 @@ def _prefetch(tool: Tool, where: str) -> list[ConfigError]:
                 if problem:
                     errors.append(ConfigError(problem, loc))
     return errors
+
+
+def state_warnings(state: str, tools: Mapping[str, Tool]) -> list[ConfigError]:
+    """What works but may lose writes: background tools on a store that dies with the process."""
+    if state != "memory":
+        return []
+    return [
+        ConfigError(
+            "mode: background on state: memory: a write not yet sent is lost if the process "
+            "stops first (patchbay call waits for it); use sqlite:///path or redis://... so "
+            "the outbox survives a restart",
+            f"tools.{name}.mode",
+        )
+        for name, tool in tools.items()
+        if tool.mode == "background"
+    ]

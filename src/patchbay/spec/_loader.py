@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -13,9 +13,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from patchbay._errors import ConfigError, ConfigErrors
-from patchbay.spec._checks import check_integration, check_state, check_tool
+from patchbay.spec._checks import (
+    check_gateway_tenants,
+    check_integration,
+    check_state,
+    check_tool,
+)
 from patchbay.spec._messages import Loc, issues, join_loc
-from patchbay.spec._model import Config, Integration, Tool
+from patchbay.spec._model import DEFER_TOOL_SHAPE, Config, Integration, Tool
 
 # Hand-written: one regex covers ${VAR}, ${VAR:-default} and the $${ escape, and lets every
 # missing variable be reported with its location instead of failing on the first.
@@ -59,10 +64,11 @@ def load_config_text(
 ) -> Config:
     """Load a config from YAML text; handlers are imported relative to `base_dir`."""
     folder = str(Path(base_dir).resolve())
-    data = _parse(text)
-    errors: list[ConfigError] = []
-    data = _interpolate(data, os.environ if env is None else env, (), errors)
-    unfilled = {e.location for e in errors}
+    data, errors = _parse(text)
+    missing: list[ConfigError] = []
+    data = _interpolate(data, os.environ if env is None else env, (), missing)
+    errors += missing
+    unfilled = {e.location for e in missing}
     later: list[ConfigError] = []
     config = _validate(data, folder, later)
     # A value left empty by a failed interpolation would only repeat the same mistake.
@@ -73,9 +79,63 @@ def load_config_text(
     return config
 
 
-def _parse(text: str) -> dict[str, Any]:
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Loop(Exception):
+    """An alias inside the very mapping or list it names: the data would be infinite."""
+
+
+def _duplicates(
+    node: yaml.Node | None, loc: Loc, seen: set[int], open_: set[int]
+) -> Iterator[ConfigError]:
+    """A ConfigError for every key given twice in one mapping, anywhere in the document.
+
+    YAML loaders keep the last of two equal keys, so a second tool with the name of the first
+    would silently replace it; both places are named instead, with their lines. Raises _Loop
+    for an alias that names a node it sits in.
+    """
+    if node is None:
+        return
+    if id(node) in open_:
+        raise _Loop(join_loc(loc))
+    if id(node) in seen:  # an alias repeats a node already walked
+        return
+    seen.add(id(node))
+    open_.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+                yield from _duplicates(value_node, loc, seen, open_)
+                continue
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in first:
+                lines = (
+                    f"on line {line}" if first[key] == line else f"(lines {first[key]} and {line})"
+                )
+                yield ConfigError(
+                    f"given twice {lines}; each key may appear once", join_loc((*loc, key))
+                )
+            else:
+                first[key] = line
+            yield from _duplicates(value_node, (*loc, key), seen, open_)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicates(item, (*loc, i), seen, open_)
+    open_.discard(id(node))
+
+
+def _parse(text: str) -> tuple[dict[str, Any], list[ConfigError]]:
+    """The document's data, and every key it gives twice."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+        loader = _Loader(text)  # a SafeLoader subclass: safe
+        try:
+            node = loader.get_single_node()
+            repeated = list(_duplicates(node, (), set(), set()))
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -83,11 +143,16 @@ def _parse(text: str) -> dict[str, Any]:
         raise ConfigErrors([ConfigError(f"YAML syntax error: {problem}", where)]) from None
     except yaml.YAMLError as exc:
         raise ConfigErrors([ConfigError(f"YAML syntax error: {exc}")]) from None
+    except _Loop as loop:
+        message = "an alias here names a mapping or list it is inside of; the data would be endless"
+        raise ConfigErrors([ConfigError(message, str(loop))]) from None
+    except RecursionError:
+        raise ConfigErrors([ConfigError("the config nests too deeply to read")]) from None
     if data is None:
         raise ConfigErrors([ConfigError("the config is empty")])
     if not isinstance(data, dict):
         raise ConfigErrors([ConfigError("the config must be a mapping of keys to values")])
-    return data
+    return data, repeated
 
 
 def _interpolate(value: Any, env: Mapping[str, str], loc: Loc, errors: list[ConfigError]) -> Any:
@@ -148,9 +213,13 @@ class _Checked(NamedTuple, Generic[M]):
     broken: list[list[int | str]]  # paths of the broken keys
 
 
+# A tool's shape (request or handler, integration) is checked by check_tool, with the rest.
+_CONTEXT = {DEFER_TOOL_SHAPE: True}
+
+
 def _model(cls: type[M], data: Any, where: Loc, errors: list[ConfigError]) -> _Checked[M]:
     try:
-        entry = cls.model_validate(data)
+        entry = cls.model_validate(data, context=_CONTEXT)
         return _Checked(entry, entry, [])
     except ValidationError as exc:
         found = issues(exc, cls)
@@ -181,7 +250,7 @@ def _pruned(cls: type[M], data: Any, paths: list[list[int | str]]) -> M | None:
             return None
         del node[path[-1]]
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context=_CONTEXT)
     except ValidationError:
         return None
 
@@ -229,6 +298,8 @@ def _validate(data: dict[str, Any], folder: str, errors: list[ConfigError]) -> C
             integrations[key] = one.valid
         if one.partial is not None:
             errors += check_integration(one.partial, f"integrations.{key}")
+    if shell.valid is not None and len(integrations) == len(raw_integrations):
+        errors += check_gateway_tenants(shell.valid.gateway.auth, integrations)
     tools: dict[str, Tool] = {}
     for key, value in raw_tools.items():
         checked = _model(Tool, value, ("tools", key), errors)

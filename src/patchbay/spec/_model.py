@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -13,6 +20,7 @@ ParamFormat = Literal["e164", "email", "date", "date-time", "uri"]
 
 
 _REFERENCE = re.compile(r"[a-z][a-z0-9+.-]*:\S+")
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # an integration's `max_response_bytes`
 
 
 def _reference(value: str) -> str:
@@ -100,12 +108,22 @@ class ResponseSpec(Frozen):
 
 
 class Say(Frozen):
-    """Words the agent can speak for slow or failed calls."""
+    """Words the agent can speak for slow, unfinished or failed calls.
+
+    `failed` is for outages known to have changed nothing (unreachable, refused, rate
+    limited, breaker open); `pending` for a write sent without a definitive answer (falls back
+    to `timeout`); `not_found`, `conflict` and `client_error` for the API's own refusals,
+    which otherwise speak the error's words (`response.messages`).
+    """
 
     delayed: str | None = None
     failed: str | None = None
     timeout: str | None = None
     accepted: str | None = None
+    pending: str | None = None
+    not_found: str | None = None
+    conflict: str | None = None
+    client_error: str | None = None
 
 
 class Idempotency(Frozen):
@@ -114,6 +132,8 @@ class Idempotency(Frozen):
     key: str
     header: str = "Idempotency-Key"
     ttl_s: float = Field(default=86400.0, gt=0)
+    # How long a write sent without a definitive answer is resent (same key) in the background.
+    reconcile_s: float = Field(default=600.0, gt=0, le=86400)
 
 
 class CacheSpec(Frozen):
@@ -251,11 +271,16 @@ class Integration(Frozen):
     version: VersionPin | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=5.0, gt=0)
+    # decoded bytes of one answer read at most (after gzip/deflate): a bigger one is refused
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1 << 30)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     rate_limit: RateLimitSpec | None = None
     breaker: BreakerSpec | None = None
     quota: QuotaSpec | None = None
     tenants: dict[str, TenantOverride] = Field(default_factory=dict)
+    # A tenant not under `tenants`: `refuse` it (no request), or run it with the integration's
+    # own settings (`default`), sharing their quotas, limits and caches.
+    unknown_tenants: Literal["refuse", "default"] = "refuse"
     operations: tuple[Operation, ...] = ()  # extra operations Python handlers may call
 
 
@@ -266,6 +291,10 @@ class Prefetch(Frozen):
 
 
 Builtin = Literal["callback_request"]
+
+# Validation context key: with it set, a Tool is built even when shape_problems() finds
+# something, so the config loader can report that along with every other mistake of the tool.
+DEFER_TOOL_SHAPE = "patchbay.defer_tool_shape"
 
 
 class Tool(Frozen):
@@ -293,16 +322,27 @@ class Tool(Frozen):
     builtin: Builtin | None = None  # answered by patchbay itself: no integration, no request
 
     @model_validator(mode="after")
-    def _request_or_handler(self) -> Tool:
+    def _request_or_handler(self, info: ValidationInfo) -> Tool:
+        context = info.context
+        if isinstance(context, dict) and context.get(DEFER_TOOL_SHAPE):
+            return self  # the loader reports shape_problems() with the tool's other mistakes
+        problems = self.shape_problems()
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+    def shape_problems(self) -> list[str]:
+        """What is wrong in how the tool is answered (request, handler, builtin, integration)."""
         if self.builtin is not None:
             if self.request is not None or self.handler is not None:
-                raise ValueError("a builtin tool takes no request or handler")
-            return self
+                return ["a builtin tool takes no request or handler"]
+            return []
+        problems = []
         if (self.request is None) == (self.handler is None):
-            raise ValueError("give exactly one of request or handler")
+            problems.append("give exactly one of request or handler")
         if not self.integration:
-            raise ValueError("missing required key 'integration'")
-        return self
+            problems.append("missing required key 'integration'")
+        return problems
 
     @property
     def is_write(self) -> bool:
@@ -321,14 +361,24 @@ class Tool(Frozen):
         return not (self.require and name in self.require.one_of)
 
 
+class GatewayTenant(Frozen):
+    """One tenant's own gateway credentials: a request bearing one of them runs as the tenant."""
+
+    bearer: SecretRef | None = None
+    retell_api_key: SecretRef | None = None
+    elevenlabs_secret: SecretRef | None = None
+    vapi_secret: SecretRef | None = None
+
+
 class GatewayAuth(Frozen):
-    """How gateway callers authenticate."""
+    """How gateway callers authenticate; the top-level secrets are the operator's."""
 
     bearer: SecretRef | None = None  # secret reference for `Authorization: Bearer`
     open: bool = False  # explicitly accept unauthenticated callers
     retell_api_key: SecretRef | None = None  # secret reference, verifies X-Retell-Signature
     elevenlabs_secret: SecretRef | None = None
     vapi_secret: SecretRef | None = None  # secret reference, compared with X-Vapi-Secret
+    tenants: dict[str, GatewayTenant] = Field(default_factory=dict)  # credentials bound to one
 
 
 class GatewaySpec(Frozen):
@@ -337,6 +387,10 @@ class GatewaySpec(Frozen):
     auth: GatewayAuth = Field(default_factory=GatewayAuth)
     public_url: str | None = None  # where platforms reach the gateway, for exports
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Longest wait for a request's headers, and for its body, before the connection is closed.
+    read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Tool calls of one platform message (Vapi) that run; each one past it gets an error.
+    max_tool_calls_per_message: int = Field(default=16, ge=1, le=1000)
 
 
 class Defaults(Frozen):

@@ -3,7 +3,8 @@
 ``FaultProxy`` sits on a loopback port in front of a real upstream and forwards every request,
 except those a ``Fault`` rule (or the random ``chaos`` mix) picks: those get an error status, a
 hang, a reset connection, a body that is not JSON, a delay, or a response lost after the upstream
-committed. It also records when each request arrived, so tests can check request rates.
+committed; or a hostile body: one that never ends, a gzip bomb, a Content-Length that lies, or
+JSON nested 200,000 deep. It also records when each request arrived, so tests can check rates.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
+import functools
 import random
 import socket
 import struct
 import time
+import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from yarl import URL
 __all__ = ["Fault", "FaultKind", "FaultProxy", "ProxyStats"]
 
 RetryAfter = int | float | str | datetime | None
+_JSON = "application/json"
 
 # Hop-by-hop headers describe one connection, not the message; a proxy must not pass them on.
 _HOP_BY_HOP = frozenset(
@@ -50,6 +54,24 @@ class FaultKind(enum.StrEnum):
     GARBAGE = "garbage"  # 200, content-type application/json, body not JSON
     SLOW = "slow"  # wait delay_s, then forward
     LOSE_RESPONSE = "lose_response"  # forward so the upstream commits, then reset the client
+    # Hostile bodies: the request is forwarded, and the upstream's status comes back with
+    ENDLESS = "endless"  # a chunked JSON string that never ends
+    GZIP_BOMB = "gzip_bomb"  # Content-Encoding gzip, `size` bytes once decompressed
+    SHORT_LENGTH = "short_length"  # its body, whole, under a Content-Length of half of it
+    LONG_LENGTH = "long_length"  # its body under a longer Content-Length, then the proxy closes
+    DEEP_JSON = "deep_json"  # JSON lists nested `size` deep
+
+
+# Defaults of `Fault.size`: a bomb far past any sane answer limit (it packs to about 250 KB),
+# and nesting far past any recursion limit.
+_DEFAULT_SIZES = {FaultKind.GZIP_BOMB: 256 * 1024 * 1024, FaultKind.DEEP_JSON: 200_000}
+_CHUNK = b"a" * 65536
+
+
+_HOSTILE_BODIES = frozenset(
+    {FaultKind.ENDLESS, FaultKind.GZIP_BOMB, FaultKind.SHORT_LENGTH, FaultKind.LONG_LENGTH,
+     FaultKind.DEEP_JSON}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +87,7 @@ class Fault:
     retry_after: RetryAfter = None
     delay_s: float = 1.0
     body: str | bytes | None = None
+    size: int | None = None  # gzip_bomb: decompressed bytes; deep_json: nesting depth
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", FaultKind(self.kind))
@@ -78,6 +101,8 @@ class Fault:
             raise ValueError(f"delay_s must be >= 0, got {self.delay_s}")
         if not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status, got {self.status}")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be None or >= 1, got {self.size}")
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this rule applies to a request, ignoring times and probability."""
@@ -133,6 +158,47 @@ def _retry_after(value: RetryAfter) -> str | None:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+@functools.lru_cache(maxsize=4)
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip member that inflates to a JSON string of `size` bytes (built once per size)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip header and trailer
+    parts = [packer.compress(b'{"data":"')]
+    left = size
+    while left > 0:
+        parts.append(packer.compress(_CHUNK[: min(left, len(_CHUNK))]))
+        left -= len(_CHUNK)
+    parts.append(packer.compress(b'"}'))
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+def _prepare(fault: Fault) -> None:
+    # A bomb takes seconds to pack: pack it when the rule is set, not while requests wait.
+    if fault.kind is FaultKind.GZIP_BOMB:
+        _gzip_bomb(fault.size or _DEFAULT_SIZES[FaultKind.GZIP_BOMB])
+
+
+def _deep_json(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def _raw_answer(request: web.BaseRequest, status: int, body: bytes, declared: int) -> None:
+    """Write an answer whose Content-Length is `declared` whatever the body, then close.
+
+    Written to the socket by hand: aiohttp (rightly) never sends a length that lies. Nothing
+    says the connection ends, so bytes past a short length look like the next answer's start.
+    """
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return
+    reason = web.Response(status=status).reason
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {_JSON}\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    transport.write(head.encode() + body)
+    transport.close()  # after the write is flushed: a FIN, not a reset
+
+
 def _reset(request: web.BaseRequest) -> None:
     transport = request.transport
     if transport is None or transport.is_closing():
@@ -170,6 +236,7 @@ class FaultProxy:
 
     def add(self, fault: Fault) -> Fault:
         """Append a rule; rules are consulted in the order added."""
+        _prepare(fault)
         self._rules.append(_Armed(fault, fault.times))
         return fault
 
@@ -208,6 +275,7 @@ class FaultProxy:
                 retry_after=retry_after,
                 delay_s=delay_s,
             )
+            _prepare(fault)
             self._chaos.append((edge, fault))
 
     def reset_stats(self) -> None:
@@ -264,6 +332,8 @@ class FaultProxy:
         if kind is FaultKind.SLOW:
             await asyncio.sleep(fault.delay_s)
             return await self._forward(request)
+        if kind in _HOSTILE_BODIES:
+            return await self._hostile(request, fault, kind)
         if kind is FaultKind.HANG:
             # aiohttp cancels this handler when the client disconnects (handler_cancellation),
             # and stop() sets the event: either way nothing outlives the proxy.
@@ -275,6 +345,43 @@ class FaultProxy:
         _reset(request)
         # The connection is gone; aiohttp drops this response quietly when writing fails.
         return web.Response(status=502)
+
+    async def _hostile(
+        self, request: web.Request, fault: Fault, kind: FaultKind
+    ) -> web.StreamResponse:
+        # Forwarded first, as by a broken proxy in front of the API: the upstream did the work
+        # (a payment is charged) and answered with its status; only the body is hostile.
+        upstream = await self._forward(request)
+        status = upstream.status
+        size = fault.size if fault.size is not None else _DEFAULT_SIZES.get(kind, 0)
+        if kind is FaultKind.GZIP_BOMB:
+            headers = {"Content-Encoding": "gzip"}
+            bomb = _gzip_bomb(size)
+            return web.Response(status=status, body=bomb, headers=headers, content_type=_JSON)
+        if kind is FaultKind.DEEP_JSON:
+            return web.Response(status=status, body=_deep_json(size), content_type=_JSON)
+        if kind is FaultKind.ENDLESS:
+            return await self._endless(request, status)
+        body = upstream.body if isinstance(upstream.body, bytes) else b"{}"
+        declared = len(body) // 2 if kind is FaultKind.SHORT_LENGTH else len(body) + 1000
+        _raw_answer(request, status, body, declared)
+        # The connection is closing; aiohttp drops this response quietly when writing fails.
+        return web.Response(status=502)
+
+    async def _endless(self, request: web.Request, status: int) -> web.StreamResponse:
+        response = web.StreamResponse(status=status, headers={"Content-Type": _JSON})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b'{"data":"')
+        try:
+            # Until the client gives up (its reads stop, the write blocks, aiohttp cancels this
+            # handler when it disconnects) or the proxy stops.
+            while not self._stopping.is_set():
+                await response.write(_CHUNK)
+        except ConnectionError:  # aiohttp's ClientConnectionResetError is one
+            return response
+        _reset(request)  # stopped: the body must not look finished
+        return response
 
     def _status(self, fault: Fault) -> web.Response:
         headers = {}

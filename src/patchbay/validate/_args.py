@@ -19,8 +19,9 @@ from typing import Any, TypeAlias
 from patchbay._errors import ConfigError, InvalidArguments
 from patchbay.spec._call import CallContext
 from patchbay.spec._model import Param, Tool
+from patchbay.spec._pattern import compile_pattern
 from patchbay.validate._formats import BadValue, format_checker
-from patchbay.validate._rules import CompiledRule, check_rules, compile_rule
+from patchbay.validate._rules import RULES_FIELD, CompiledRule, check_rules, compile_rule
 
 HookResult: TypeAlias = Mapping[str, str] | None
 Validator: TypeAlias = Callable[[dict[str, Any], CallContext], HookResult | Awaitable[HookResult]]
@@ -29,6 +30,19 @@ the call, returns field -> words for what is wrong (or None), or raises InvalidA
 
 _UNIT_MAX = 40  # a description this short usually names the unit ("amount in cents")
 _MAX_ITEM_ERRORS = 3
+_SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exactly
+_MAX_FIELDS = 10  # fields named in one invalid_arguments answer; the rest are counted
+_MAX_NAME = 40  # characters of a field name the LLM sees (it chose the name)
+_MAX_WORDS = 300  # characters of one field's words (hooks and rules may say a lot)
+_LEAD = "The arguments need fixing before this can be done. "
+# An object, or a list without `items`, is free-form JSON: bounded so that everything after
+# validation (request bodies, fingerprints, logs) can encode and walk it without failing.
+_MAX_DEPTH = 32  # levels of nesting, the parameter itself included
+_MAX_VALUES = 10_000  # values in one free-form parameter, containers included
+_MAX_TEXT = 1_000_000  # characters of its keys and text together
+_BROKEN = "must be text without broken characters (it holds a lone surrogate)"
+_BROKEN_INSIDE = "must hold only text without broken characters (it holds a lone surrogate)"
+_JSON_TYPES: tuple[type[Any], ...] = (str, int, float, dict, list, tuple)
 
 
 def _kind(value: Any) -> str:
@@ -55,6 +69,71 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _broken(text: str) -> bool:
+    """Whether `text` holds a lone surrogate, which no UTF-8 encoder (HTTP, JSON) accepts."""
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why a free-form value cannot go out as JSON to any reader, or None when it can.
+
+    Walked with a stack, not recursion: the value may be nested thousands of levels deep.
+    Exact type tests first: they keep the walk cheaper than encoding the value once.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    count = 1
+    text = 0
+    while stack:
+        node, depth = pop()
+        kind = type(node)
+        if kind is str:
+            text += len(node)
+            if not node.isascii() and _broken(node):
+                return _BROKEN_INSIDE
+        elif kind is int:
+            if not -_SAFE_INTEGER <= node <= _SAFE_INTEGER:
+                return "holds a number far too large"
+        elif kind is dict or kind is list or kind is tuple:
+            if depth > _MAX_DEPTH:
+                return f"is nested too deeply (at most {_MAX_DEPTH} levels)"
+            count += len(node)
+            if count > _MAX_VALUES:
+                return f"is too large (at most {_MAX_VALUES} values)"
+            depth += 1
+            if kind is dict:
+                for key, item in node.items():
+                    if not isinstance(key, str):
+                        return "must hold only objects with named fields"
+                    text += len(key)
+                    if not key.isascii() and _broken(key):
+                        return _BROKEN_INSIDE
+                    push((item, depth))
+            else:
+                for item in node:
+                    push((item, depth))
+        elif kind is float:
+            if not math.isfinite(node):
+                return "must hold only finite numbers"
+        elif node is None or kind is bool:
+            continue
+        else:  # a subclass (an enum member, an OrderedDict) is checked as its JSON value
+            base = next((b for b in _JSON_TYPES if isinstance(node, b)), None)
+            if base is None:
+                return f"must hold only JSON values, not {_kind(node)}"
+            push((base(node), depth))
+            continue
+        if text > _MAX_TEXT:
+            return f"is too large (at most {_MAX_TEXT} characters of text)"
+    return None
+
+
 def _enum_match(value: Any, options: tuple[Any, ...]) -> bool:
     # True == 1 in Python; in a JSON enum they are different values.
     is_bool = isinstance(value, bool)
@@ -68,6 +147,7 @@ class _ParamCheck:
         "enum",
         "fmt",
         "items",
+        "limit",
         "max_items",
         "max_len",
         "maximum",
@@ -92,13 +172,15 @@ class _ParamCheck:
         self.max_len = param.max_length
         self.min_items = param.min_items
         self.max_items = param.max_items
+        bounds = (abs(b) for b in (param.minimum, param.maximum) if b is not None)
+        self.limit = max((_SAFE_INTEGER, *bounds))
         desc = (param.description or "").strip()
         self.unit = f" ({desc})" if desc and len(desc) <= _UNIT_MAX else ""
         self.pattern: re.Pattern[str] | None = None
         self.pattern_words = ""
         if param.pattern is not None:
             try:
-                self.pattern = re.compile(param.pattern)
+                self.pattern = compile_pattern(param.pattern)
             except re.error as exc:
                 raise ConfigError(f"pattern is not a valid regex: {exc}", location) from None
             hint = f", {desc}" if self.unit else ""
@@ -118,12 +200,15 @@ class _ParamCheck:
                 if not value.is_integer():
                     raise BadValue(f"must be a whole number{self.unit}, not {_num(value)}")
                 value = int(value)
+            self._size(value)
             self._range(value)
         elif kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise BadValue(f"must be a number, not {_kind(value)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise BadValue("must be a finite number")
+            if isinstance(value, int):
+                self._size(value)
             self._range(value)
         elif kind == "boolean":
             if not isinstance(value, bool):
@@ -134,6 +219,9 @@ class _ParamCheck:
             raise BadValue(f"must be an object with named fields, not {_kind(value)}")
         else:
             value = dict(value)
+            problem = _json_problem(value)
+            if problem is not None:
+                raise BadValue(problem)
         if self.enum is not None and not _enum_match(value, self.enum):
             options = (o if isinstance(o, str) else json.dumps(o) for o in self.enum)
             raise BadValue("must be one of: " + ", ".join(options))
@@ -142,6 +230,8 @@ class _ParamCheck:
     def _string(self, value: Any, region: str) -> str:
         if not isinstance(value, str):
             raise BadValue(f"must be text, not {_kind(value)}")
+        if not value.isascii() and _broken(value):
+            raise BadValue(_BROKEN)
         text: str = value
         if self.fmt is not None:
             text = self.fmt(text.strip(), self.region or region)
@@ -152,6 +242,13 @@ class _ParamCheck:
         if self.pattern is not None and self.pattern.search(text) is None:
             raise BadValue(self.pattern_words)
         return text
+
+    def _size(self, value: int) -> None:
+        # Beyond 2**53 a JSON number loses digits in many upstreams (JavaScript, doubles), and
+        # a 5,000-digit integer cannot even be written as text by Python; a config that wants
+        # bigger integers says so with minimum/maximum.
+        if abs(value) > self.limit:
+            raise BadValue(f"is far too large a number{self.unit}")
 
     def _range(self, value: float) -> None:
         if self.minimum is not None and value < self.minimum:
@@ -167,6 +264,9 @@ class _ParamCheck:
         if self.max_items is not None and len(value) > self.max_items:
             raise BadValue(f"must have at most {_plural(self.max_items, 'item')}")
         if self.items is None:
+            problem = _json_problem(value)
+            if problem is not None:
+                raise BadValue(problem)
             return list(value)
         cleaned: list[Any] = []
         problems: list[str] = []
@@ -180,20 +280,63 @@ class _ParamCheck:
         return cleaned
 
 
-def _fail(fields: Mapping[str, str], tool: Tool, call: CallContext | None) -> InvalidArguments:
-    """One InvalidArguments naming every bad field; identical words are said once."""
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, and without lone surrogates: the answer must encode."""
+    if len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return text.encode(errors="replace").decode() if _broken(text) else text
+
+
+def _message(shown: Mapping[str, str], hidden: int) -> str:
+    """The words for the LLM: each shown field with its problem, identical words said once."""
     by_words: dict[str, list[str]] = {}
-    for name, words in fields.items():
+    for name, words in shown.items():
         by_words.setdefault(words, []).append(name)
     parts = [
-        words if names == ["_rules"] else f"{', '.join(names)}: {words}"
+        words if names == [RULES_FIELD] else f"{', '.join(names)}: {words}"
         for words, names in by_words.items()
     ]
+    if hidden and not parts:
+        return f"{_LEAD}Problems with {_plural(hidden, 'argument')}."
+    if hidden:
+        parts.append(f"and {_plural(hidden, 'more argument')} with a problem")
+    return _LEAD + "; ".join(parts) + "."
+
+
+def _llm_size(message: str, fields: Mapping[str, str]) -> int:
+    """Characters of the JSON the LLM reads for this failure (ToolResult.for_llm)."""
+    shape: dict[str, Any] = {"ok": False, "error": "invalid_arguments", "message": message}
+    if fields:
+        shape["fields"] = fields
+    return len(json.dumps(shape, ensure_ascii=False, separators=(",", ":")))
+
+
+def _fail(fields: Mapping[str, str], tool: Tool, call: CallContext | None) -> InvalidArguments:
+    """One InvalidArguments naming the bad fields, within the tool's `response.max_chars`.
+
+    The LLM (or whoever speaks for it) controls the argument names and how many there are:
+    at most _MAX_FIELDS are named, each name and its words cut, the rest only counted, so
+    thousands of unknown names cannot flood the model's context.
+    """
+    shown: dict[str, str] = {}
+    for name, words in fields.items():
+        if len(shown) == _MAX_FIELDS:
+            break
+        shown.setdefault(_cut(name, _MAX_NAME), _cut(words, _MAX_WORDS))
+    budget = tool.response.max_chars
+    while True:
+        message = _message(shown, len(fields) - len(shown))
+        if not shown or _llm_size(message, shown) <= budget:
+            break
+        shown.popitem()  # the last named field becomes one of those only counted
+    overflow = _llm_size(message, shown) - budget
+    if overflow > 0:  # a max_chars too small even for the count: keep what fits
+        message = _cut(message, len(message) - overflow)
     return InvalidArguments(
-        "The arguments need fixing before this can be done. " + "; ".join(parts) + ".",
+        message,
         tool=tool.name or None,
         call_id=call.id if call is not None else None,
-        fields=fields,
+        fields=shown,
     )
 
 
@@ -231,11 +374,14 @@ class ToolValidator:
         bad: dict[str, str] = {}
         cleaned: dict[str, Any] = {}
         checks = self._checks
+        unknown = ""
         for name, value in args.items():
             check = checks.get(name) if isinstance(name, str) else None
             if check is None:
-                known = ", ".join(checks) or "none"
-                bad[str(name)] = f"is not an argument of this tool (its arguments are: {known})"
+                if not unknown:  # said the same way for every unknown name, so built once
+                    known = ", ".join(checks) or "none"
+                    unknown = f"is not an argument of this tool (its arguments are: {known})"
+                bad[str(name)] = unknown
             elif value is not None:  # OpenAI strict mode sends null for "not given"
                 try:
                     cleaned[name] = check.clean(value, default_region)

@@ -40,15 +40,42 @@ _PHONE_REASONS = {
 }
 
 
+_EXTENSION_WORDS = (
+    "has an extension; extensions are not supported, so give the number without the extension"
+)
+_PHONE_CHARACTERS_WORDS = (
+    "is not a phone number: it may hold only digits, spaces and + - . ( ) /; "
+    "ask the caller for the number's digits"
+)
+# What a written phone number is made of. phonenumbers itself skips letters and trailing text
+# ("555-123-4567 ok", "1-800-FLOWERS"), which would pass a number the caller did not say.
+_PHONE_PUNCTUATION = frozenset(" +-.()/")
+
+
+def _phone_characters_ok(value: str) -> bool:
+    # isdecimal: Arabic-Indic or full-width digits are digits too; the E.164 result is ASCII.
+    return all(c.isdecimal() or c in _PHONE_PUNCTUATION for c in value)
+
+
 # Parsing costs tens of microseconds and a call repeats the caller's number: keep a small,
 # bounded cache (the numbers it holds are already in the live calls' contexts).
 @functools.lru_cache(maxsize=1024)
 def normalize_phone(value: str, region: str = "US") -> str:
-    """A phone number in E.164 (`+15551234567`); numbers without `+` are read in `region`."""
+    """A phone number in E.164 (`+15551234567`); numbers without `+` are read in `region`.
+
+    A number with an extension ("x89", "ext. 89", ";ext=89") is refused: E.164 has no place
+    for it, and dropping it silently would dial the wrong line.
+    """
     try:
         number = phonenumbers.parse(value, region)
     except NumberParseException:
-        raise BadValue(_PHONE_WORDS) from None
+        number = None
+    if number is not None and number.extension:
+        raise BadValue(_EXTENSION_WORDS)
+    if not _phone_characters_ok(value):
+        raise BadValue(_PHONE_CHARACTERS_WORDS)
+    if number is None:
+        raise BadValue(_PHONE_WORDS)
     # Possible (right length for its country), not valid (assigned range): the article's own
     # example, 555-123-4567, is a fictional 555 number that is_valid_number rejects, and an
     # LLM-facing check must not refuse numbers the upstream may know (new ranges, test lines).
@@ -69,8 +96,9 @@ def normalize_email(value: str) -> str:
     return str(found.normalized)
 
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+# [0-9], not \d: \d also matches Arabic-Indic and full-width digits.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
 
 def normalize_date(value: str) -> str:
@@ -87,7 +115,7 @@ def normalize_date(value: str) -> str:
 
 def normalize_date_time(value: str) -> str:
     """An ISO 8601 date and time, e.g. 2024-06-01T14:30:00Z."""
-    if not _DATE_TIME.match(value):
+    if not _DATE_TIME.match(value) or not value.isascii() or not value.isprintable():
         raise BadValue("must be a date and time in ISO 8601, e.g. 2024-06-01T14:30:00Z")
     try:
         datetime.fromisoformat(value)
@@ -106,7 +134,9 @@ def normalize_uri(value: str) -> str:
         scheme = parts.scheme.lower()
     except ValueError:
         host, scheme = None, ""
-    if scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
+    # urlsplit drops tabs and newlines and keeps control or bidi characters; none belong in a URL.
+    printable = value.isprintable() and " " not in value
+    if scheme not in ("http", "https") or not host or not printable:
         raise BadValue("must be an absolute http or https URL, e.g. https://example.com/page")
     return value
 

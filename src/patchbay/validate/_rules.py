@@ -6,6 +6,7 @@ state "the amount must not exceed the open invoice" without being able to run co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,11 @@ from jmespath.exceptions import JMESPathError
 from jmespath.visitor import TreeInterpreter
 
 from patchbay._errors import ConfigError
-from patchbay.spec._call import CallContext
+from patchbay.spec._call import CallContext, unlinked_words
 from patchbay.spec._model import Rule
 
 RULES_FIELD = "_rules"  # the field key of a rule that names no argument
+_STATE_READ = re.compile(r"\bcall\.state\.([A-Za-z_][A-Za-z0-9_]*)")
 
 # ParsedResult.search builds a new interpreter per call, which is most of a small rule's cost;
 # the interpreter keeps no state between visits, so one is shared.
@@ -33,6 +35,7 @@ class CompiledRule:
     message: str
     field: str
     source: str
+    state: tuple[str, ...] = ()  # the call.state keys the expression reads
 
 
 def _fields_mentioned(node: Mapping[str, Any]) -> Iterator[str]:
@@ -55,7 +58,8 @@ def compile_rule(rule: Rule, location: str = "") -> CompiledRule:
     except JMESPathError as exc:
         raise ConfigError(f"rule {rule.check!r} is not valid JMESPath: {exc}", location) from None
     field = next(_fields_mentioned(parsed.parsed), RULES_FIELD)
-    return CompiledRule(parsed.parsed, rule.message, field, rule.check)
+    state = tuple(dict.fromkeys(_STATE_READ.findall(rule.check)))
+    return CompiledRule(parsed.parsed, rule.message, field, rule.check, state)
 
 
 def _jmespath_false(value: Any) -> bool:
@@ -79,6 +83,13 @@ def check_rules(
             # has not been shown to hold, so it fails like a false one.
             ok = False
         if not ok:
+            message = rule.message
+            if not call.linked:
+                # The rule's own words ("look it up first") would be wrong: the lookup may
+                # have happened, on a tool call the platform did not link to this one.
+                missing = [key for key in rule.state if key not in call.state]
+                if missing:
+                    message = unlinked_words(f"call.state.{missing[0]}")
             before = failed.get(rule.field)
-            failed[rule.field] = f"{before}; {rule.message}" if before else rule.message
+            failed[rule.field] = f"{before}; {message}" if before else message
     return failed
