@@ -74,6 +74,39 @@ _HOSTILE_BODIES = frozenset(
 )  # fmt: skip
 
 
+# The keys of a fault written as a mapping (scenario files, the mock's control endpoint).
+_MAPPING_KEYS: dict[str, type | tuple[type, ...]] = {
+    "kind": str,
+    "status": int,
+    "times": int,
+    "retry_after": (int, float, str),
+    "delay_s": (int, float),
+    "method": str,
+    "path_prefix": str,
+    "probability": (int, float),
+    "body": str,
+    "size": int,
+}
+_MAPPING_WORDS = {
+    "kind": "a fault kind",
+    "status": "an HTTP status like 503",
+    "times": "a whole number",
+    "retry_after": "seconds or an HTTP date",
+    "delay_s": "seconds",
+    "method": "an HTTP method",
+    "path_prefix": "a path like /payments",
+    "probability": "a number from 0 to 1",
+    "body": "text",
+    "size": "a whole number",
+}
+
+
+def _shown(value: object) -> str:
+    """A value as a mistake message quotes it: short, and typed (`'boom'`, `[1]`)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One rule: which requests it picks, how many times, and what it does to them."""
@@ -109,6 +142,36 @@ class Fault:
         return (self.method is None or self.method == method.upper()) and (
             self.path_prefix is None or path.startswith(self.path_prefix)
         )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> Fault:
+        """A rule written as a mapping (`{status: 429, times: 1, retry_after: 60}`,
+        `{kind: hang}`); raises ValueError naming the key at fault.
+
+        Without `kind`, a `status` key means a status fault.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a fault is a mapping like {{status: 500}}, not {_shown(data)}")
+        unknown = sorted(str(k) for k in data if k not in _MAPPING_KEYS)
+        if unknown:
+            known = ", ".join(sorted(_MAPPING_KEYS))
+            raise ValueError(f"unknown fault key {unknown[0]!r}; a fault takes {known}")
+        kind = data.get("kind", FaultKind.STATUS if "status" in data else None)
+        if kind is None:
+            raise ValueError("a fault needs a kind (e.g. {kind: hang}) or a status")
+        if not isinstance(kind, str) or kind not in FaultKind.__members__.values():
+            kinds = ", ".join(k.value for k in FaultKind)
+            raise ValueError(f"unknown fault kind {_shown(kind)}; the kinds are {kinds}")
+        values: dict[str, object] = {"kind": FaultKind(kind)}
+        for key, types in _MAPPING_KEYS.items():
+            if key == "kind" or key not in data:
+                continue
+            value = data[key]
+            # bool is an int to Python, never to a fault: `times: true` is a mistake
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise ValueError(f"{key} must be {_MAPPING_WORDS[key]}, not {_shown(value)}")
+            values[key] = value
+        return cls(**values)  # type: ignore[arg-type]  # each value's type checked above
 
 
 @dataclass(slots=True)
