@@ -4,15 +4,20 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench lint chaos fuzz serve clean
 
+# Said out loud: on a fresh machine the install takes a minute or two, and silence looks stuck.
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,bench,pipecat,livekit]"
-	touch $(STAMP)
+	@test -x $(PY) || { echo "patchbay: creating the virtualenv in $(VENV)"; python3 -m venv $(VENV); }
+	@echo "patchbay: upgrading pip"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "patchbay: installing patchbay and its dependencies (dev, bench, pipecat, livekit extras)"
+	$(PY) -m pip install --progress-bar on -e ".[dev,bench,pipecat,livekit]"
+	@touch $(STAMP)
+	@echo "patchbay: installed"
 
 install: $(STAMP)
 
 demo: $(STAMP)
+	@echo "patchbay: playing the billing call against the example API on loopback"
 	$(VENV)/bin/patchbay demo
 
 test: $(STAMP)

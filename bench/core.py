@@ -1,11 +1,11 @@
 """The core benchmark: the example lookup through patchbay beside hand-written handlers.
 
 All hit the same example billing API (a separate process on loopback) in the same run. The
-hand-written handler runs on aiohttp and on pyreqwest, the fastest plain clients measured in
-DESIGN.md; the faster of the two in each measure is the floor. patchbay runs with every layer
-on (validation, auth, policies, transform, events written as JSON lines), with its default
-transport and on AiohttpTransport. Each side's client CPU per lookup is printed beside it
-(pyreqwest's includes its own I/O thread).
+hand-written handler runs on aiohttp and on pyreqwest, the fastest plain clients measured for
+the choice of transport; the faster of the two in each measure is the floor. patchbay runs
+with every layer on (validation, auth, policies, transform, events written as JSON lines),
+with its default transport and on AiohttpTransport. Each side's client CPU per lookup is
+printed beside it (pyreqwest's includes its own I/O thread).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def answer(customer: dict[str, Any], invoices: list[dict[str, Any]]) -> dict[str
 
 
 def hand_written(session: aiohttp.ClientSession, url: str, key: str) -> Lookup:
-    """The article's handler on a plain aiohttp session: the floor patchbay is held to."""
+    """The example lookup hand-written on a plain aiohttp session: the floor patchbay is held to."""
     headers = {"X-API-Key": key}
 
     async def lookup(i: int) -> dict[str, Any]:
@@ -127,7 +127,7 @@ async def bench_core(rounds: int = 11, n: int = 200, total: int = 2000) -> dict[
     """Run every side interleaved over several rounds; report medians and ratios.
 
     Sides: the hand-written handler on aiohttp and on pyreqwest (the two fastest plain clients
-    in DESIGN.md; the faster of them in each measure is the floor), patchbay with its default
+    measured; the faster of them in each measure is the floor), patchbay with its default
     transport, and patchbay on AiohttpTransport (what the choice of HTTP client is worth).
     """
     async with BillingServer() as server:

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each printing ratios against a floor measured in the same run.
 
 The machine is shared and noisy: read the ratios, not the absolute figures. Pass section names
-(core, resilience, hang, redis, gateway) to run only those.
+(core, resilience, hang, redis, gateway, cli) to run only those.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from cli_start import bench_cli_start
 from core import bench_core, report_core
 from resilience_hang import bench_hang
 
@@ -43,12 +44,18 @@ async def _gateway() -> None:
     await bench_gateway()
 
 
+async def _cli() -> None:
+    for line in bench_cli_start():
+        print(line, flush=True)
+
+
 SECTIONS = {
     "core": ("the example lookup (customer search + open invoices)", _core),
     "resilience": ("breaker open and cached reads against a live call", _resilience),
     "hang": ("a hung API against the tool's budget", _hang),
     "redis": ("Redis state against memory, per call", _redis),
     "gateway": ("the gateway: POST /vapi at 64 callers against in-process calls", _gateway),
+    "cli": ("CLI start-up: each command as a subprocess against `python -c pass`", _cli),
 }
 
 

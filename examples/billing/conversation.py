@@ -1,4 +1,4 @@
-"""The article's example call, scripted: what the caller says, what the LLM decides, what it hears.
+"""The example billing call, scripted: what the caller says, what the LLM decides, what it hears.
 
 A scripted stand-in for the LLM keeps the demo free of models and network; the tool calls go
 through patchbay exactly as a real agent's would.

@@ -84,7 +84,7 @@ _INVOICES = [
 
 
 def seed(db: sqlite3.Connection) -> None:
-    """Replace every row with the article's example data: Jamie Patel owes $247.00."""
+    """Replace every row with the example's data: Jamie Patel owes $247.00."""
     db.executescript(SCHEMA)
     with db:
         for table in ("customers", "payment_methods", "invoices", "payments", "idempotency"):

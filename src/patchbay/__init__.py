@@ -1,45 +1,53 @@
 """patchbay: connect voice agents to your own REST APIs, safely, for every voice stack."""
 
-from patchbay._errors import (
-    CircuitOpen,
-    ClientError,
-    ConfigError,
-    ConfigErrors,
-    Conflict,
-    DeadlineExceeded,
-    ErrorCode,
-    InvalidArguments,
-    NotFound,
-    OperationNotAllowed,
-    OutcomePending,
-    PatchbayError,
-    QuotaExceeded,
-    RateLimited,
-    SecretError,
-    TenantRefused,
-    ToolError,
-    Unauthorized,
-    UpstreamError,
-    UpstreamUnavailable,
-)
-from patchbay.runtime import (
-    ErrorInfo,
-    HandlerClient,
-    HandlerContext,
-    ToolCall,
-    ToolResult,
-    ToolRuntime,
-)
-from patchbay.spec import (
-    CallContext,
-    Config,
-    Param,
-    SchemaFormat,
-    Tool,
-    ToolRegistry,
-    export_tools,
-    load_config,
-)
+from typing import TYPE_CHECKING
+
+from patchbay._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from patchbay._errors import (
+        CircuitOpen,
+        ClientError,
+        ConfigError,
+        ConfigErrors,
+        Conflict,
+        DeadlineExceeded,
+        ErrorCode,
+        InvalidArguments,
+        NotFound,
+        OperationNotAllowed,
+        OutcomePending,
+        PatchbayError,
+        QuotaExceeded,
+        RateLimited,
+        SecretError,
+        TenantRefused,
+        ToolError,
+        Unauthorized,
+        UpstreamError,
+        UpstreamUnavailable,
+    )
+    from patchbay.runtime import (
+        ErrorInfo,
+        HandlerClient,
+        HandlerContext,
+        ToolCall,
+        ToolResult,
+        ToolRuntime,
+    )
+    from patchbay.spec import (
+        CallContext,
+        Config,
+        Integration,
+        Param,
+        SchemaFormat,
+        Tool,
+        ToolRegistry,
+        export_tools,
+        load_config,
+        load_python_config,
+        merge_tools,
+    )
 
 __version__ = "0.1.0"
 
@@ -56,6 +64,7 @@ __all__ = [
     "ErrorInfo",
     "HandlerClient",
     "HandlerContext",
+    "Integration",
     "InvalidArguments",
     "NotFound",
     "OperationNotAllowed",
@@ -79,4 +88,56 @@ __all__ = [
     "__version__",
     "export_tools",
     "load_config",
+    "load_python_config",
+    "merge_tools",
 ]
+
+# Each name's module is imported on first use, for start-up time (see patchbay._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "._errors": (
+            "CircuitOpen",
+            "ClientError",
+            "ConfigError",
+            "ConfigErrors",
+            "Conflict",
+            "DeadlineExceeded",
+            "ErrorCode",
+            "InvalidArguments",
+            "NotFound",
+            "OperationNotAllowed",
+            "OutcomePending",
+            "PatchbayError",
+            "QuotaExceeded",
+            "RateLimited",
+            "SecretError",
+            "TenantRefused",
+            "ToolError",
+            "Unauthorized",
+            "UpstreamError",
+            "UpstreamUnavailable",
+        ),
+        ".runtime": (
+            "ErrorInfo",
+            "HandlerClient",
+            "HandlerContext",
+            "ToolCall",
+            "ToolResult",
+            "ToolRuntime",
+        ),
+        ".spec": (
+            "CallContext",
+            "Config",
+            "Integration",
+            "Param",
+            "SchemaFormat",
+            "Tool",
+            "ToolRegistry",
+            "export_tools",
+            "load_config",
+            "load_python_config",
+            "merge_tools",
+        ),
+    },
+)

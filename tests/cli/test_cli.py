@@ -139,11 +139,11 @@ def test_call_state_carries_between_cli_runs_on_sqlite(
     assert first["result"]["confirmation_number"] == again["result"]["confirmation_number"]
 
 
-def test_demo_plays_the_call_end_to_end() -> None:
-    """`patchbay demo` as `make demo` runs it: the article's call, charged once."""
+def test_demo_plays_the_call_end_to_end(tmp_path: Path) -> None:
+    """`patchbay demo` from any folder (not only the repository's): the call, charged once."""
     result = subprocess.run(
         [sys.executable, "-m", "patchbay.cli", "demo"],
-        cwd=ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,

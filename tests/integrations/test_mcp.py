@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -193,12 +194,16 @@ async def test_bad_arguments_are_an_error_result_and_reach_no_api(
     ):
         await session.initialize()
         bad = await session.call_tool("create_payment", {**PAYMENT_ARGS, "amount": "lots"})
-        unknown = await session.call_tool("refund_everything", {})
+        # No such tool is not a failed tool but a bad request: a JSON-RPC error, as the MCP
+        # spec has it, and the session goes on.
+        with pytest.raises(MCPError) as unknown:
+            await session.call_tool("refund_everything", {})
+        assert (await session.call_tool("create_payment", {**PAYMENT_ARGS, "amount": 0})).is_error
     assert bad.is_error
     assert llm(bad)["error"] == "invalid_arguments"
     assert "amount" in llm(bad)["fields"]
-    assert unknown.is_error
-    assert llm(unknown)["error"] == "invalid_arguments"
+    assert unknown.value.code == types.INVALID_PARAMS == -32602
+    assert unknown.value.message == "Unknown tool: refund_everything"
     assert (await billing.ledger())["requests"] == before
 
 
@@ -297,14 +302,15 @@ async def test_unknown_tool_names_over_mcp_share_one_metrics_label(
         ClientSession(read, write) as session,
     ):
         await session.initialize()
-        await session.call_tool("made_up_0", {})
+        with pytest.raises(MCPError):
+            await session.call_tool("made_up_0", {})
         await authorised.get(f"{base}/metrics")  # the scrape itself is counted from now on
         before = (await authorised.get(f"{base}/metrics")).content
         for i in range(1, 101):
-            assert (await session.call_tool(f"made_up_{i}", {})).is_error
+            with pytest.raises(MCPError, match="Unknown tool"):
+                await session.call_tool(f"made_up_{i}", {})
         after = (await authorised.get(f"{base}/metrics")).content
     assert b"made_up" not in after
-    assert b'patchbay_tool_calls_total{outcome="invalid_arguments",tool="unknown"} 101.0' in after
     assert len(after) - len(before) < 200  # only the counts' digits grew
 
 

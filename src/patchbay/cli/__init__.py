@@ -1,13 +1,14 @@
 """The `patchbay` command line."""
 
-from patchbay.cli import _commands, _demo, _export, _mcp, _serve
-from patchbay.cli._app import app
+from patchbay.cli import _commands, _demo, _docs, _export, _mcp, _mock, _serve, _test
+from patchbay.cli._app import app, plain_help
 
 __all__ = ["app", "main"]
 
-_COMMANDS = (_commands, _demo, _export, _mcp, _serve)  # imported for their @app.command
+_COMMANDS = (_commands, _demo, _docs, _export, _mcp, _mock, _serve, _test)  # for @app.command
+plain_help(app)  # after every command module above has registered its commands
 
 
 def main() -> None:
     """Entry point of the `patchbay` script."""
-    app()
+    app(prog_name="patchbay")  # the same name in help when run as `python -m patchbay.cli`

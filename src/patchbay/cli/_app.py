@@ -2,25 +2,101 @@
 
 from __future__ import annotations
 
-import asyncio
+import re
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from typer import _click as click  # typer vendors click: its commands are these classes
+from typer.core import TyperCommand
 
+from patchbay import __version__
 from patchbay._errors import ConfigError, ConfigErrors
-from patchbay.http import check_secrets
-from patchbay.spec import Config, load_config
 
+if TYPE_CHECKING:
+    from patchbay.spec import Config
+
+# Each command imports what it needs when it runs (the spec's models, the runtime, the gateway,
+# the MCP SDK): `patchbay --help` and the light commands start in a fraction of the time.
+# Plain help (no Rich panels) keeps Rich out of start-up and its `<str>` markers out of help.
 app = typer.Typer(
     name="patchbay",
     help="Connect voice agents to your own REST APIs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
-CONFIG_HELP = "Path to patchbay.yaml"
+CONFIG_HELP = "Path to patchbay.yaml, or module:registry naming Python-declared tools"
+_MARKER = re.compile(r" <([^>]*)>")
+_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "bool": ""}
+
+
+def _words(match: re.Match[str]) -> str:
+    """Typer's `<str>` marker as the word click prints (TEXT), choices as [a|b]."""
+    inner = match.group(1)
+    word = _WORDS.get(inner, f"[{inner}]" if "|" in inner else inner.upper())
+    return f" {word}" if word else ""
+
+
+def _choices(match: re.Match[str]) -> str:
+    inner = match.group(1)
+    return f" [{inner}]" if "|" in inner else ""
+
+
+class PlainHelpCommand(TyperCommand):
+    """Help that reads `patchbay call [OPTIONS] TOOL` and `--args TEXT`: typer's `{TOOL}` and
+    `<str>` markers look like placeholders a newcomer should fill in."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [re.sub(r"^\{(.*)\}$", r"\1", piece) for piece in pieces]
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                name, text = record
+                if param.param_type_name == "argument":  # its name says what it is
+                    sections["Arguments"].append((_MARKER.sub(_choices, name), text))
+                else:
+                    sections["Options"].append((_MARKER.sub(_words, name), text))
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def plain_help(typer_app: typer.Typer) -> None:
+    """Give every command registered so far the plain help of PlainHelpCommand."""
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = PlainHelpCommand
+
+
+# `-c tools:registry` or `-c my.pkg:config`: a Python module's ToolRegistry or Config.
+_PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _print_version(show: bool) -> None:
+    if show:
+        print(f"patchbay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Connect voice agents to your own REST APIs."""
 
 
 def fail(message: str) -> NoReturn:
@@ -30,8 +106,13 @@ def fail(message: str) -> NoReturn:
 
 
 def load_or_exit(path: str) -> Config:
-    """Load a config, or print every mistake with its location and exit 2."""
+    """Load a config file (or a Python module's tools), or print every mistake and exit 2."""
+    # Imported when a command runs: the spec's models are most of a light command's start-up.
+    from patchbay.spec import load_config, load_python_config
+
     try:
+        if not Path(path).exists() and _PYTHON_REF.fullmatch(path):
+            return load_python_config(path)
         return load_config(path)
     except ConfigErrors as exc:
         for err in exc.errors:
@@ -60,6 +141,11 @@ def secrets_or_exit(
     Without this a missing secret would pass start-up and fail every later call instead. With
     `integration`, only the references a call of it (as `tenant`) may use count.
     """
+    # Imported when a command runs, for start-up time (see `app`).
+    import asyncio
+
+    from patchbay.http import check_secrets
+
     errors = asyncio.run(check_secrets(cfg))
     if integration is not None:
         errors = [e for e in errors if _used_by(e.location, integration, tenant)]

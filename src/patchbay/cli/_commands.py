@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-import asyncio
+import enum
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit, secrets_or_exit
-from patchbay.observe import JsonLinesSink
-from patchbay.runtime import ToolCall, ToolRuntime
-from patchbay.spec import CallContext, Config, SchemaFormat, export_tools
-from patchbay.spec._checks import state_warnings
-from patchbay.state import StateError
+
+if TYPE_CHECKING:
+    from patchbay.observe import Event
+    from patchbay.spec import Config
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help=CONFIG_HELP)]
+
+
+# spec.SchemaFormat's values spelled out, so --help need not load the spec's models; a test
+# keeps the two equal.
+class Format(enum.StrEnum):
+    """The LLM APIs whose tool format `patchbay tools` prints."""
+
+    OPENAI = "openai"
+    REALTIME = "realtime"
+    ANTHROPIC = "anthropic"
+    GEMINI = "gemini"
+    MCP = "mcp"
 
 
 @app.command()
 def validate(config: ConfigOpt = "patchbay.yaml") -> None:
     """Check a config and resolve its secrets: every mistake is printed with its location."""
+    # Imported when the command runs, for start-up time (see cli._app).
+    from patchbay.spec._checks import state_warnings
+
     cfg = load_or_exit(config)
     secrets_or_exit(cfg)
     for warning in state_warnings(cfg.state, cfg.tools):
@@ -33,18 +47,22 @@ def validate(config: ConfigOpt = "patchbay.yaml") -> None:
 def tools(
     config: ConfigOpt = "patchbay.yaml",
     fmt: Annotated[
-        SchemaFormat, typer.Option("--format", "-f", help="Which LLM API's tool format")
-    ] = SchemaFormat.OPENAI,
+        Format, typer.Option("--format", "-f", help="Which LLM API's tool format")
+    ] = Format.OPENAI,
     strict: Annotated[bool, typer.Option(help="OpenAI strict-mode schemas")] = True,
 ) -> None:
     """Print every tool's schema in an LLM API's format, as JSON."""
+    # Imported when the command runs, for start-up time (see cli._app).
+    from patchbay.spec import SchemaFormat, export_tools
+
     cfg = load_or_exit(config)
-    print(json.dumps(export_tools(cfg.tools.values(), fmt, strict=strict), indent=2))
+    schemas = export_tools(cfg.tools.values(), SchemaFormat(fmt.value), strict=strict)
+    print(json.dumps(schemas, indent=2))
 
 
 @app.command()
 def call(
-    tool: Annotated[str, typer.Argument(help="The tool to run")],
+    tool: Annotated[str, typer.Argument(help="The tool to run", metavar="TOOL")],
     config: ConfigOpt = "patchbay.yaml",
     args: Annotated[str, typer.Option("--args", help="Arguments as a JSON object")] = "{}",
     call_id: Annotated[str, typer.Option("--call-id", help="The phone call's id")] = "cli",
@@ -54,6 +72,14 @@ def call(
     events: Annotated[bool, typer.Option(help="Print events (redacted) on stderr")] = False,
 ) -> None:
     """Run one tool and print its result JSON; exits 0 whatever the tool's outcome."""
+    # Imported when the command runs: the runtime brings the HTTP stack, for start-up time.
+    import asyncio
+
+    from patchbay.observe import JsonLinesSink
+    from patchbay.runtime import ToolCall, ToolRuntime
+    from patchbay.spec import CallContext
+    from patchbay.state import StateError
+
     cfg = load_or_exit(config)
     if tool not in cfg.tools:
         fail(f"unknown tool {tool!r}; the config has: {', '.join(sorted(cfg.tools))}")
@@ -64,7 +90,7 @@ def call(
     ctx = CallContext(id=call_id, tenant=tenant, caller=caller, state=call_state)
 
     async def run() -> None:
-        sinks = [JsonLinesSink(sys.stderr)] if events else []
+        sinks = [JsonLinesSink(sys.stderr) if events else _NoAnswer()]
         async with ToolRuntime(cfg, sinks=sinks) as runtime:
             result = await runtime.execute(ToolCall(tool, arguments, ctx))
             print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), flush=True)
@@ -77,6 +103,15 @@ def call(
         asyncio.run(run())
     except StateError as exc:
         fail(f"state: {exc}")
+
+
+class _NoAnswer:
+    """Says on stderr why an attempt got no answer (host, port, the system's reason): the
+    result on stdout keeps only the words the LLM hears."""
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "attempt" and "error" in event.extra:
+            print(f"patchbay: attempt {event.attempt}: {event.extra['error']}", file=sys.stderr)
 
 
 def _drain_s(cfg: Config) -> float:

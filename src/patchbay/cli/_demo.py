@@ -1,101 +1,43 @@
-"""`patchbay demo`: the article's billing call, end to end, against the example API on loopback."""
+"""`patchbay demo`: an example billing call, end to end, against the example API on loopback."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import json
-import os
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from patchbay.cli._app import app, fail
-from patchbay.observe import Event
-from patchbay.runtime import ToolResult, ToolRuntime
-from patchbay.spec import CallContext, load_config
-from patchbay.testing import BillingServer
-
-console = Console(highlight=False, soft_wrap=True)
 
 
-class _ShowAttempts:
-    """Prints each upstream request as it completes (method, path, status, latency, retries)."""
-
-    def emit(self, event: Event) -> None:
-        if event.kind == "attempt":
-            status = event.status if event.status is not None else event.outcome
-            console.print(
-                f"      [dim]→ {event.method} {event.path}  {status}  "
-                f"{event.latency_ms:.1f} ms  attempt {event.attempt}[/dim]"
-            )
-        elif event.kind == "policy" and event.outcome == "retry":
-            console.print(f"      [yellow]↻ retrying after {event.extra.get('wait_s')} s[/yellow]")
-
-
-def _load_script(folder: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "patchbay_demo_script", folder / "conversation.py"
-    )
-    if spec is None or spec.loader is None:
-        fail(f"no conversation.py in {folder}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses in the script look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def _say(who: str, text: str) -> None:
-    style = "bold cyan" if who == "agent" else "bold green"
-    console.print(f"[{style}]{who.capitalize():>6}:[/{style}] {text}")
-
-
-def _show_call(name: str, args: dict[str, Any]) -> None:
-    shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in args.items())
-    console.print(f"  [magenta]{escape(f'[LLM calls {name}({shown})]')}[/magenta]")
-
-
-def _show_result(result: ToolResult) -> None:
-    body = result.result if result.ok else result.to_dict()["error"]
-    meta = result.meta
-    head = f"[{'ok' if result.ok else 'failed'} in {meta.get('latency_ms')} ms, "
-    head += f"{meta.get('attempts')} request(s)]"
-    console.print(f"  [magenta]{escape(head)} {escape(json.dumps(body))}[/magenta]")
-
-
-async def run_demo(folder: Path) -> int:
-    """Start the example API, play the scripted call, print every step; 0 if it went right."""
-    script = _load_script(folder)
-    async with BillingServer() as server:
-        env = {**os.environ, "BILLING_URL": server.url, "BILLING_API_KEY": server.api_key}
-        os.environ["BILLING_API_KEY"] = server.api_key  # the env: secret provider reads it
-        config = load_config(folder / "patchbay.yaml", env=env)
-        console.print(f"[dim]billing API on {server.url}; {len(config.tools)} tools loaded[/dim]\n")
-        async with ToolRuntime(config, sinks=[_ShowAttempts()]) as runtime:
-            call = CallContext(id="demo-call-1", caller="+15551234567")
-            transcript = await script.play(
-                runtime, call, say=_say, show_call=_show_call, show_result=_show_result
-            )
-        ledger = await server.ledger()
-    charges = ledger.get("charges_by_invoice", {})
-    console.print(f"\n[dim]billing ledger: charges by invoice {charges}[/dim]")
-    ok = all(r.ok for r in transcript.results) and len(transcript.results) == 2
-    return 0 if ok else 1
+def _example() -> Path:
+    """The billing example: beside the source tree (any working folder), else under this one."""
+    # src/patchbay/cli/_demo.py -> the repository root is three parents up.
+    beside = Path(__file__).resolve().parents[3] / "examples" / "billing"
+    return beside if (beside / "patchbay.yaml").is_file() else Path("examples/billing")
 
 
 @app.command()
 def demo(
     folder: Annotated[
-        Path, typer.Option("--dir", help="Folder of the example (patchbay.yaml, conversation.py)")
-    ] = Path("examples/billing"),
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Folder of the example (patchbay.yaml, conversation.py); "
+            "default: the billing example",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Play the article's billing call against the example billing API on loopback."""
+    """Play an example billing call against the example billing API on loopback."""
+    # Imported when the command runs: the player brings the runtime and a web server.
+    import asyncio
+
+    from patchbay.cli._play import run_demo
+
+    folder = folder or _example()
     if not (folder / "patchbay.yaml").exists():
-        fail(f"{folder}/patchbay.yaml not found; run from the repository root or pass --dir")
+        fail(f"{folder}/patchbay.yaml not found; pass --dir FOLDER")
     sys.path.insert(0, str(folder.resolve()))
     raise typer.Exit(asyncio.run(run_demo(folder)))

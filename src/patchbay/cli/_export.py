@@ -13,24 +13,19 @@ from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit
 # The values of gateway.Platform, spelled out so the CLI need not import the gateway (and the
 # MCP SDK with it) to start; a test keeps the two equal.
 PlatformName = Literal["vapi", "retell", "elevenlabs"]
-_CREDENTIAL_HINT: dict[PlatformName, str] = {
-    "vapi": "attach a Bearer Token credential (or X-Vapi-Secret) to each tool's server",
-    "retell": "Retell signs every request with your API key (gateway.auth.retell_api_key)",
-    "elevenlabs": "add a request header holding the gateway secret as a workspace secret",
-}
 
 
 @app.command()
 def export(
-    platform: Annotated[PlatformName, typer.Argument(help="vapi, retell or elevenlabs")],
+    platform: Annotated[PlatformName, typer.Argument(help="The platform", metavar="PLATFORM")],
     config: Annotated[str, typer.Option("--config", "-c", help=CONFIG_HELP)] = "patchbay.yaml",
     url: Annotated[
         str | None, typer.Option(help="The gateway's public URL (default: gateway.public_url)")
     ] = None,
 ) -> None:
     """Print every tool as the platform's tool configuration JSON, calling the gateway."""
-    # Imported here, not at the top: see _CREDENTIAL_HINT.
-    from patchbay.gateway import Platform, export_platform
+    # Imported here, not at the top: see PlatformName.
+    from patchbay.gateway import Platform, credential_hint, export_platform
 
     cfg = load_or_exit(config)
     base = url or cfg.gateway.public_url
@@ -40,4 +35,4 @@ def export(
         fail(f"the gateway URL must start with http:// or https://, not {base!r}")
     print(json.dumps(export_platform(cfg.tools.values(), Platform(platform), base), indent=2))
     # On stderr so stdout stays pure JSON: no secret is ever printed, so say where it goes.
-    print(f"patchbay: {_CREDENTIAL_HINT[platform]}", file=sys.stderr)
+    print(f"patchbay: {credential_hint(Platform(platform))}", file=sys.stderr)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, secrets_or_exit
-from patchbay.runtime import ToolRuntime
-from patchbay.spec import Config
+
+if TYPE_CHECKING:
+    from patchbay.spec import Config
 
 
 @app.command("mcp")
@@ -23,6 +23,9 @@ def mcp_command(
     """Serve every tool over MCP on stdin/stdout, for desktop assistants and agent SDKs."""
     loaded = load_or_exit(config)
     secrets_or_exit(loaded)  # an MCP client shows stderr once; a failure per call helps no one
+    # Imported when the command runs, for start-up time (see cli._app).
+    import asyncio
+
     asyncio.run(_serve(loaded, call_id))
 
 
@@ -30,6 +33,7 @@ async def _serve(config: Config, call_id: str | None) -> None:
     # Imported here, not at the top: the MCP SDK takes about half of the CLI's start-up time,
     # which every other command (and --help) would otherwise pay.
     from patchbay.integrations._mcp import serve_stdio
+    from patchbay.runtime import ToolRuntime
 
     async with ToolRuntime(config) as runtime:
         await serve_stdio(runtime, call_id=call_id)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, secrets_or_exit
-from patchbay.http import SecretResolver
 
 
 @app.command()
@@ -24,14 +23,10 @@ def serve(
     """Serve the gateway: /tools, /vapi, /retell, /elevenlabs, /calls, /metrics, /healthz."""
     # Imported here, not at the top: the gateway brings the MCP SDK and the ASGI stack, about
     # half of the CLI's start-up time, which every other command (and --help) would pay.
-    from patchbay.gateway import Credentials, run
+    from patchbay.gateway import run
 
     cfg = load_or_exit(config)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     secrets_or_exit(cfg)  # every reference, integrations' too: fail now, not on every call
-    if not Credentials(cfg.gateway.auth, SecretResolver(base_dir=cfg.base_dir)).configured:
-        logging.getLogger("patchbay.gateway").warning(
-            "gateway.auth has no bearer, no platform secret and open is false: "
-            "every caller will be refused"
-        )
+    # A gateway no one may call is said once, at start, by the gateway itself.
     run(cfg, host=host, port=port, graceful_s=graceful, log_level=log_level)

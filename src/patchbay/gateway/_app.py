@@ -476,7 +476,10 @@ def create_app(
         try:
             await credentials.load()  # a missing secret stops the start, not the first call
             if not credentials.configured:
-                log.warning("gateway.auth opens no way in: every caller will be refused")
+                log.warning(
+                    "gateway.auth opens no way in (no bearer, no platform secret, open is "
+                    "false): every caller will be refused"
+                )
             if extra_lifespan is None:
                 yield
             else:

@@ -105,6 +105,9 @@ class Caller:
 OPERATOR = Caller()
 ANYONE = Caller(authenticated=False)
 _DOORS = ("bearer", "vapi_secret", "retell_api_key", "elevenlabs_secret")
+# The headers a platform's own secret may come in (an `Authorization: Bearer` works as well).
+VAPI_SECRET_HEADER = "X-Vapi-Secret"
+ELEVENLABS_SECRET_HEADER = "X-ElevenLabs-Secret"
 
 
 def _fingerprint(value: str) -> bytes:
@@ -203,9 +206,10 @@ class Credentials:
             raise DoorError(401, "unauthorized", "X-Retell-Signature is wrong or stale.")
         found: Caller | None = None
         if surface is Surface.VAPI:
-            found = self._find("vapi_secret", headers.get("x-vapi-secret") or _bearer(headers))
+            given = headers.get(VAPI_SECRET_HEADER.lower()) or _bearer(headers)
+            found = self._find("vapi_secret", given)
         elif surface is Surface.ELEVENLABS:
-            given = headers.get("x-elevenlabs-secret") or _bearer(headers)
+            given = headers.get(ELEVENLABS_SECRET_HEADER.lower()) or _bearer(headers)
             found = self._find("elevenlabs_secret", given)
         if found is None:
             found = self._find("bearer", _bearer(headers))

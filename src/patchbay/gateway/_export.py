@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from patchbay.gateway._auth import ELEVENLABS_SECRET_HEADER, VAPI_SECRET_HEADER
 from patchbay.gateway._elevenlabs import CALL_ID_VARIABLE, CALLER_VARIABLE
 from patchbay.spec import Tool, parameters_schema, tool_description
 
-__all__ = ["Platform", "export_platform"]
+__all__ = ["Platform", "credential_hint", "export_platform"]
 
 _VAPI_DELAY_MS = 2000  # Vapi's own example for request-response-delayed
 _CONSTRAINT_WORDS = {
@@ -166,3 +167,25 @@ def export_platform(
     base = base_url.rstrip("/")
     exporter = _EXPORTERS[platform]
     return [exporter(tool, base) for tool in tools]
+
+
+def credential_hint(platform: Platform) -> str:
+    """Where the platform must put the gateway's secret: the header and the config key it meets.
+
+    No secret is ever printed, so the exported JSON leaves the credential out and this says it.
+    """
+    if platform is Platform.VAPI:
+        return (
+            "attach a Bearer Token credential to each tool's server, or send the secret in the "
+            f"{VAPI_SECRET_HEADER} header: the gateway checks gateway.auth.vapi_secret (or bearer)"
+        )
+    if platform is Platform.RETELL:
+        return (
+            "Retell signs every request with your API key in X-Retell-Signature: the gateway "
+            "checks it against gateway.auth.retell_api_key"
+        )
+    return (
+        f"add the request header {ELEVENLABS_SECRET_HEADER} to each tool, its value a workspace "
+        "secret holding gateway.auth.elevenlabs_secret (or Authorization: Bearer with "
+        "gateway.auth.bearer)"
+    )

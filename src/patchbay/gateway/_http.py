@@ -64,6 +64,9 @@ def loads(text: bytes | str) -> Any:
         raise ValueError(TOO_DEEP) from None
 
 
+CHALLENGE = 'Bearer realm="patchbay"'  # the WWW-Authenticate of every 401 of the gateway
+
+
 def json_response(data: Any, status: int = 200) -> Response:
     """A JSON answer."""
     return Response(dumps(data), status_code=status, media_type=JSON)
@@ -111,7 +114,12 @@ def refuse(surface: Surface, request: Request, err: DoorError) -> Response:
         err.code,
         err.message,
     )
-    return json_response(error_body(surface, err.code, err.message), err.status)
+    answer = json_response(error_body(surface, err.code, err.message), err.status)
+    if err.status == 401:
+        # RFC 9110 asks it of every 401; without it MCP clients take the 401 as the start of
+        # an OAuth discovery instead of "send your bearer token".
+        answer.headers["WWW-Authenticate"] = CHALLENGE
+    return answer
 
 
 class BodyBudget:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -207,4 +209,9 @@ def _reason(exc: BaseException) -> str:
         text = "the server closed the connection"
     else:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        # The system's reason in its own words first ("Connection refused"), the detail after.
+        if isinstance(exc, socket.gaierror) and exc.strerror:
+            text = f"cannot resolve the host: {exc.strerror} ({text})"
+        elif isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+            text = f"{os.strerror(exc.errno)} ({text})"
     return _QUERY.sub("?…", text)

@@ -95,6 +95,9 @@ def mcp_server(
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
+        if params.name not in runtime.tools:
+            # A protocol error, as the MCP spec has it: the model did not call a tool at all.
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name[:64]}")
         try:
             call = _call_context(runtime, ctx, call_id)
         except PermissionError as exc:

@@ -1,10 +1,15 @@
 """Observation: structured events, redaction and sinks."""
 
-from patchbay.observe._audit import AuditSink
-from patchbay.observe._events import Emitter, Event, EventKind, EventSink
-from patchbay.observe._metrics import BREAKER_STATES, METRICS_CONTENT_TYPE, PrometheusSink
-from patchbay.observe._redact import REDACTED, Redactor
-from patchbay.observe._sinks import JsonLinesSink, LoggingSink, MemorySink, event_dict
+from typing import TYPE_CHECKING
+
+from patchbay._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from patchbay.observe._audit import AuditSink
+    from patchbay.observe._events import Emitter, Event, EventKind, EventSink
+    from patchbay.observe._metrics import BREAKER_STATES, METRICS_CONTENT_TYPE, PrometheusSink
+    from patchbay.observe._redact import REDACTED, Redactor
+    from patchbay.observe._sinks import JsonLinesSink, LoggingSink, MemorySink, event_dict
 
 __all__ = [
     "BREAKER_STATES",
@@ -22,3 +27,32 @@ __all__ = [
     "Redactor",
     "event_dict",
 ]
+
+# Each name's module is imported on first use, for start-up time (see patchbay._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "._audit": ("AuditSink",),
+        "._events": (
+            "Emitter",
+            "Event",
+            "EventKind",
+            "EventSink",
+        ),
+        "._metrics": (
+            "BREAKER_STATES",
+            "METRICS_CONTENT_TYPE",
+            "PrometheusSink",
+        ),
+        "._redact": (
+            "REDACTED",
+            "Redactor",
+        ),
+        "._sinks": (
+            "JsonLinesSink",
+            "LoggingSink",
+            "MemorySink",
+            "event_dict",
+        ),
+    },
+)

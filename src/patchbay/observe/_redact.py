@@ -11,6 +11,9 @@ from patchbay.http._secrets import known_secret_values
 # Hand-written rather than a library: the patterns are few and must run on every event.
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{6,}\d(?![\w])")
+# Four dotted groups of 1-3 digits is an IPv4 address (a host people need to see in a
+# connection failure), not a phone number: those end in a group of four digits.
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _SENSITIVE_KEYS = frozenset(
     {
@@ -49,7 +52,7 @@ class Redactor:
                 value = value.replace(secret, REDACTED)
         value = _BEARER.sub(r"\1 " + REDACTED, value)
         value = _EMAIL.sub(REDACTED, value)
-        return _PHONE.sub(REDACTED, value)
+        return _PHONE.sub(_phone, value)
 
     @staticmethod
     def sensitive(key: str) -> bool:
@@ -67,3 +70,7 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]
         return value
+
+
+def _phone(match: re.Match[str]) -> str:
+    return match.group(0) if _IPV4.fullmatch(match.group(0)) else REDACTED

@@ -45,16 +45,21 @@ class TransportStep:
         started = time.perf_counter()
         status: int | None = None
         outcome = "ok"
+        # Why no answer came, for people (logs, `patchbay call` on stderr): method, host and
+        # port, path template and the system's reason. The LLM never reads events.
+        why: dict[str, str] = {}
         try:
             response = await self._transport.send(request, timeout)
             status = response.status
             outcome = "ok" if status < 400 else f"http_{status}"
             return response
-        except TimeoutError:
+        except TimeoutError as exc:
             outcome = "timeout"
+            why = {"error": str(exc) or f"no answer within {timeout:g} s"}
             raise
-        except TransportError:
+        except TransportError as exc:
             outcome = "network_error"
+            why = {"error": str(exc)}
             raise
         except ResponseTooLarge as exc:
             status, outcome = exc.status_code, "too_large"
@@ -74,5 +79,6 @@ class TransportStep:
                         latency_ms=round((time.perf_counter() - started) * 1000, 3),
                         attempt=exchange.attempt,
                         outcome=outcome,
+                        extra=why,
                     )
                 )

@@ -1,7 +1,7 @@
 """The spec layer: immutable integrations and tools, from YAML or Python, and their schemas."""
 
 from patchbay.spec._call import CallContext
-from patchbay.spec._loader import load_config, load_config_text
+from patchbay.spec._loader import load_config, load_config_text, load_python_config
 from patchbay.spec._model import (
     ApiKeyAuth,
     AuthSpec,
@@ -11,6 +11,8 @@ from patchbay.spec._model import (
     CacheSpec,
     Config,
     Defaults,
+    Example,
+    ExampleAnswer,
     GatewayAuth,
     GatewaySpec,
     GatewayTenant,
@@ -35,7 +37,13 @@ from patchbay.spec._model import (
     Tool,
     VersionPin,
 )
-from patchbay.spec._registry import ToolRegistry, infer_parameters, merge_tools, resolve_handler
+from patchbay.spec._registry import (
+    ToolRegistry,
+    infer_parameters,
+    load_registry,
+    merge_tools,
+    resolve_handler,
+)
 from patchbay.spec._schema import parameters_schema, supports_strict, tool_description
 from patchbay.spec.formats import SchemaFormat, export_tools
 
@@ -49,6 +57,8 @@ __all__ = [
     "CallContext",
     "Config",
     "Defaults",
+    "Example",
+    "ExampleAnswer",
     "GatewayAuth",
     "GatewaySpec",
     "GatewayTenant",
@@ -78,6 +88,8 @@ __all__ = [
     "infer_parameters",
     "load_config",
     "load_config_text",
+    "load_python_config",
+    "load_registry",
     "merge_tools",
     "parameters_schema",
     "resolve_handler",

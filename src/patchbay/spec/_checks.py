@@ -67,7 +67,29 @@ def check_integration(integration: Integration, where: str) -> list[ConfigError]
         headers[integration.version.header] = integration.version.value or ""
     for name, value in headers.items():
         errors += _header(name, value, f"{where}.headers.{name}")
+    for i, operation in enumerate(integration.operations):
+        errors += _not_a_url(operation.path, f"{where}.operations[{i}].path", integration.name)
     return errors
+
+
+# `https://host/...` or `//host/...`: a path that would leave the integration's base URL.
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")
+
+
+def _not_a_url(path: str, where: str, integration: str | None) -> list[ConfigError]:
+    """A request path is joined to the integration's base_url: a whole URL here is a mistake."""
+    if not _URL_LIKE.match(path):
+        return []
+    parts = urlsplit(path if "://" in path else f"https:{path}")
+    rest = parts.path or "/"
+    home = f"integrations.{integration}.base_url" if integration else "the integration's base_url"
+    return [
+        ConfigError(
+            f"is a URL, not a path: write {rest!r} here and put "
+            f"'{parts.scheme}://{parts.netloc}' in {home}",
+            where,
+        )
+    ]
 
 
 # RFC 9110 token characters for a header name; values may hold no control character but tab.
@@ -242,6 +264,7 @@ def check_tool(
                     )
     request = tool.request
     if request is not None:
+        errors += _not_a_url(request.path, f"{where}.request.path", tool.integration)
         errors += _template(request.path, f"{where}.request.path", params, in_path=True)
         for part in ("query", "headers", "body"):
             for text, at in _strings(getattr(request, part), f"{where}.request.{part}"):

@@ -24,6 +24,14 @@ def is_async_callable(obj: object) -> bool:
 
 def import_callable(ref: str, base_dir: str) -> Callable[..., Any]:
     """Import `module:qualname`, with `base_dir` on sys.path; raise ConfigError in plain words."""
+    obj = import_object(ref, base_dir)
+    if not callable(obj):
+        raise ConfigError(f"{ref!r} is not callable")
+    return cast(Callable[..., Any], obj)
+
+
+def import_object(ref: str, base_dir: str) -> Any:
+    """The object `module:qualname` names, imported with `base_dir` on sys.path."""
     module_name, sep, qualname = ref.partition(":")
     if not sep or not module_name or not qualname:
         raise ConfigError(f"expected 'module:function', got {ref!r}")
@@ -50,9 +58,7 @@ def import_callable(ref: str, base_dir: str) -> Callable[..., Any]:
             obj = getattr(obj, part)
         except AttributeError:
             raise ConfigError(f"module {module_name!r} has no {qualname!r}") from None
-    if not callable(obj):
-        raise ConfigError(f"{ref!r} is not callable")
-    return cast(Callable[..., Any], obj)
+    return obj
 
 
 @functools.cache

@@ -19,8 +19,10 @@ from patchbay.spec._checks import (
     check_state,
     check_tool,
 )
+from patchbay.spec._imports import import_object
 from patchbay.spec._messages import Loc, issues, join_loc
 from patchbay.spec._model import DEFER_TOOL_SHAPE, Config, Integration, Tool
+from patchbay.spec._registry import ToolRegistry, load_registry, merge_tools
 
 # Hand-written: one regex covers ${VAR}, ${VAR:-default} and the $${ escape, and lets every
 # missing variable be reported with its location instead of failing on the first.
@@ -70,13 +72,62 @@ def load_config_text(
     errors += missing
     unfilled = {e.location for e in missing}
     later: list[ConfigError] = []
-    config = _validate(data, folder, later)
+    registries = _registries(data.pop("python", None), folder, later)
+    from_python = {name for r in registries for name in r.integrations()}
+    config = _validate(data, folder, later, from_python)
     # A value left empty by a failed interpolation would only repeat the same mistake.
     errors += [e for e in later if e.location not in unfilled]
     if errors:
         raise ConfigErrors(errors)
     assert config is not None  # every path that leaves it None adds an error
+    for registry in registries:
+        try:
+            config = merge_tools(config, registry)
+        except ConfigErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise ConfigErrors(errors)
     return config
+
+
+def load_python_config(ref: str, base_dir: str | Path = ".") -> Config:
+    """A config from Python: `module:name` naming a ToolRegistry (with its integrations) or a
+    Config, imported with `base_dir` on sys.path."""
+    folder = str(Path(base_dir).resolve())
+    try:
+        found = import_object(ref, folder)
+        if isinstance(found, Config):
+            return found if found.base_dir != "." else found.model_copy(update={"base_dir": folder})
+        if not isinstance(found, ToolRegistry):
+            raise ConfigError(f"this is a {type(found).__name__}, not a ToolRegistry or Config")
+        return merge_tools(Config(base_dir=folder), load_registry(ref, folder))
+    except ConfigErrors:
+        raise
+    except ConfigError as exc:
+        raise ConfigErrors([_at(exc, ref)]) from None
+
+
+def _at(error: ConfigError, location: str) -> ConfigError:
+    """`error`, located at `location` when it has no location of its own."""
+    return error if error.location else ConfigError(error.message, location)
+
+
+def _registries(given: Any, folder: str, errors: list[ConfigError]) -> list[ToolRegistry]:
+    """The `python:` key's ToolRegistry objects, imported from the config's folder."""
+    if given is None:
+        return []
+    if not isinstance(given, list) or not all(isinstance(r, str) and ":" in r for r in given):
+        errors.append(ConfigError("expected a list of 'module:registry' references", "python"))
+        return []
+    found: list[ToolRegistry] = []
+    for i, ref in enumerate(given):
+        try:
+            found.append(load_registry(ref, folder))
+        except ConfigErrors as exc:
+            errors += [_at(e, f"python[{i}]") for e in exc.errors]
+        except ConfigError as exc:
+            errors.append(_at(exc, f"python[{i}]"))
+    return found
 
 
 _MERGE = "tag:yaml.org,2002:merge"
@@ -281,8 +332,13 @@ def _named(section: str, data: Any, errors: list[ConfigError]) -> dict[str, Any]
     return out
 
 
-def _validate(data: dict[str, Any], folder: str, errors: list[ConfigError]) -> Config | None:
-    """Validate each integration and tool on its own, so one broken entry hides no other."""
+def _validate(
+    data: dict[str, Any], folder: str, errors: list[ConfigError], from_python: set[str]
+) -> Config | None:
+    """Validate each integration and tool on its own, so one broken entry hides no other.
+
+    `from_python`: integrations the config's ToolRegistry objects bring, which tools may name.
+    """
     if "base_dir" in data:
         errors.append(ConfigError("unknown key 'base_dir'", "base_dir"))
     raw_integrations = _named("integrations", data, errors)
@@ -305,7 +361,8 @@ def _validate(data: dict[str, Any], folder: str, errors: list[ConfigError]) -> C
         checked = _model(Tool, value, ("tools", key), errors)
         if checked.partial is None:
             continue
-        found = check_tool(checked.partial, f"tools.{key}", raw_integrations.keys(), folder)
+        known = raw_integrations.keys() | from_python
+        found = check_tool(checked.partial, f"tools.{key}", known, folder)
         if checked.valid is not None:
             tools[key] = checked.valid
         elif _semantics_changed(checked.broken):

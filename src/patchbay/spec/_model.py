@@ -255,11 +255,32 @@ class TenantOverride(Frozen):
     quota: QuotaSpec | None = None
 
 
+class ExampleAnswer(Frozen):
+    """What the API answers in an example: status, JSON body and extra headers."""
+
+    status: int = Field(default=200, ge=100, le=599)
+    body: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Example(Frozen):
+    """One example interaction: arguments and the API's answer, for docs and `patchbay mock`.
+
+    On a tool the arguments are the tool's; on an operation they are its path parameters, query
+    parameters and top-level body fields. On a tool with a handler, `answer.body` is what the
+    handler returns (docs only): the mock answers its requests from the operations' examples.
+    """
+
+    args: dict[str, Any] = Field(default_factory=dict)
+    answer: ExampleAnswer = Field(default_factory=ExampleAnswer)
+
+
 class Operation(Frozen):
     """One method and path template an integration may call (least privilege)."""
 
     method: Method
     path: str
+    examples: tuple[Example, ...] = ()  # answers `patchbay mock` gives to this operation
 
 
 class Integration(Frozen):
@@ -320,6 +341,19 @@ class Tool(Frozen):
     prefetch: bool | Prefetch = False  # true: no arguments; {args: {...}}: filled from the call
     write: bool | None = None  # None: a write unless the request method is GET
     builtin: Builtin | None = None  # answered by patchbay itself: no integration, no request
+    when: str | None = None  # when the agent calls it, in words (docs)
+    examples: tuple[Example, ...] = ()  # arguments -> the API's answer (docs, `patchbay mock`)
+
+    @model_validator(mode="after")
+    def _examples_name_parameters(self) -> Tool:
+        for i, example in enumerate(self.examples):
+            unknown = sorted(set(example.args) - set(self.parameters))
+            if unknown and self.parameters:
+                raise ValueError(
+                    f"examples[{i}].args: {', '.join(map(repr, unknown))} is not a parameter "
+                    f"of this tool (its parameters are: {', '.join(self.parameters)})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _request_or_handler(self, info: ValidationInfo) -> Tool:

@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import ValidationError
 
 from patchbay._errors import ConfigError, ConfigErrors
-from patchbay.spec._checks import check_tool
-from patchbay.spec._imports import Handler, is_async_callable, load_handler
+from patchbay.spec._checks import check_integration, check_tool
+from patchbay.spec._imports import Handler, import_object, is_async_callable, load_handler
 from patchbay.spec._messages import translate
 from patchbay.spec._model import (
     CacheSpec,
     Config,
     Idempotency,
+    Integration,
     Param,
     QuotaSpec,
     ResponseSpec,
@@ -37,11 +38,18 @@ _OBJECTS = (dict, Mapping, typing.Mapping)
 
 
 class ToolRegistry:
-    """Python tools, each an async handler registered with `@registry.tool(...)`."""
+    """Python tools, each an async handler registered with `@registry.tool(...)`.
 
-    def __init__(self) -> None:
+    `integrations` (optional) are the APIs they call, as in a config's `integrations:`: with
+    them the registry is a whole config (`patchbay tools -c module:registry`).
+    """
+
+    def __init__(
+        self, *, integrations: Mapping[str, Integration | Mapping[str, Any]] | None = None
+    ) -> None:
         self._tools: dict[str, Tool] = {}
         self._handlers: dict[str, Handler] = {}
+        self._integrations = {k: _integration(k, v) for k, v in (integrations or {}).items()}
 
     def tool(
         self,
@@ -125,6 +133,10 @@ class ToolRegistry:
         """The registered tools by name."""
         return dict(self._tools)
 
+    def integrations(self) -> dict[str, Integration]:
+        """The integrations given to the registry, by name."""
+        return dict(self._integrations)
+
     def handler(self, name: str) -> Handler:
         """The handler function registered for tool `name`."""
         try:
@@ -140,8 +152,17 @@ class ToolRegistry:
 
 
 def merge_tools(config: Config, registry: ToolRegistry) -> Config:
-    """A copy of `config` with the registry's tools added; a name clash is a ConfigError."""
+    """A copy of `config` with the registry's tools and integrations added; a clash is an error."""
     errors: list[ConfigError] = []
+    integrations = registry.integrations()
+    for name in integrations.keys() & config.integrations.keys():
+        errors.append(
+            ConfigError(
+                "this integration is defined both in the config and in Python",
+                f"integrations.{name}",
+            )
+        )
+    known = {**config.integrations, **integrations}
     tools = registry.tools()
     for tool_name, tool in tools.items():
         where = f"tools.{tool_name}"
@@ -149,12 +170,42 @@ def merge_tools(config: Config, registry: ToolRegistry) -> Config:
             errors.append(
                 ConfigError("this tool is defined both in the config and in Python", where)
             )
-        errors += check_tool(
-            tool, where, config.integrations.keys(), config.base_dir, import_handler=False
-        )
+        errors += check_tool(tool, where, known.keys(), config.base_dir, import_handler=False)
     if errors:
         raise ConfigErrors(errors)
-    return config.model_copy(update={"tools": {**config.tools, **tools}})
+    return config.model_copy(update={"integrations": known, "tools": {**config.tools, **tools}})
+
+
+def load_registry(ref: str, base_dir: str) -> ToolRegistry:
+    """The ToolRegistry that `module:name` names, imported with `base_dir` on sys.path.
+
+    Each handler must import back by its own name (a module-level function), since every
+    command, and each gateway replica, finds it that way.
+    """
+    found = import_object(ref, base_dir)
+    if not isinstance(found, ToolRegistry):
+        raise ConfigErrors(
+            [ConfigError(f"{ref!r} is a {type(found).__name__}, not a ToolRegistry")]
+        )
+    errors: list[ConfigError] = []
+    for name, tool in found.tools().items():
+        if tool.handler is None:
+            continue
+        try:
+            same = import_object(tool.handler, base_dir) is found.handler(name)
+        except ConfigError:
+            same = False
+        if not same:
+            errors.append(
+                ConfigError(
+                    f"the handler cannot be imported as {tool.handler!r}; define it at the top "
+                    "level of a module",
+                    f"tools.{name}.handler",
+                )
+            )
+    if errors:
+        raise ConfigErrors(errors)
+    return found
 
 
 def resolve_handler(
@@ -169,6 +220,22 @@ def resolve_handler(
         return load_handler(config.base_dir, tool.handler)
     except ConfigError as exc:
         raise ConfigError(exc.message, f"tools.{tool.name}.handler") from None
+
+
+def _integration(name: str, given: Integration | Mapping[str, Any]) -> Integration:
+    """One integration of a registry, named by its key and checked like a config's."""
+    where = f"integrations.{name}"
+    try:
+        if isinstance(given, Integration):
+            found = given.model_copy(update={"name": name})
+        else:
+            found = Integration.model_validate({**given, "name": name})
+    except ValidationError as exc:
+        raise ConfigErrors(translate(exc, Integration, ("integrations", name))) from None
+    errors = check_integration(found, where)
+    if errors:
+        raise ConfigErrors(errors)
+    return found
 
 
 def _fail(message: str, location: str) -> ConfigErrors:

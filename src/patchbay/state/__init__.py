@@ -1,11 +1,16 @@
 """State shared by the policies: one StateStore protocol, memory, SQLite and Redis backends."""
 
-from patchbay.state._fallback import FallbackStore
-from patchbay.state._memory import MemoryStore
-from patchbay.state._open import open_store
-from patchbay.state._protocol import StateError, StateStore, StateTypeError, StateUnavailable
-from patchbay.state._redis import RedisStore
-from patchbay.state._sqlite import SQLiteStore
+from typing import TYPE_CHECKING
+
+from patchbay._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from patchbay.state._fallback import FallbackStore
+    from patchbay.state._memory import MemoryStore
+    from patchbay.state._open import open_store
+    from patchbay.state._protocol import StateError, StateStore, StateTypeError, StateUnavailable
+    from patchbay.state._redis import RedisStore
+    from patchbay.state._sqlite import SQLiteStore
 
 __all__ = [
     "FallbackStore",
@@ -18,3 +23,21 @@ __all__ = [
     "StateUnavailable",
     "open_store",
 ]
+
+# Each name's module is imported on first use, for start-up time (see patchbay._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "._fallback": ("FallbackStore",),
+        "._memory": ("MemoryStore",),
+        "._open": ("open_store",),
+        "._protocol": (
+            "StateError",
+            "StateStore",
+            "StateTypeError",
+            "StateUnavailable",
+        ),
+        "._redis": ("RedisStore",),
+        "._sqlite": ("SQLiteStore",),
+    },
+)

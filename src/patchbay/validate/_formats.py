@@ -76,8 +76,8 @@ def normalize_phone(value: str, region: str = "US") -> str:
         raise BadValue(_PHONE_CHARACTERS_WORDS)
     if number is None:
         raise BadValue(_PHONE_WORDS)
-    # Possible (right length for its country), not valid (assigned range): the article's own
-    # example, 555-123-4567, is a fictional 555 number that is_valid_number rejects, and an
+    # Possible (right length for its country), not valid (assigned range): the example
+    # call's number, 555-123-4567, is a fictional 555 number that is_valid_number rejects, and an
     # LLM-facing check must not refuse numbers the upstream may know (new ranges, test lines).
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason != ValidationResult.IS_POSSIBLE:
