@@ -135,6 +135,7 @@ def test_exposition_parses_with_the_expected_families() -> None:
         "pb_breaker_state": "gauge",
         "pb_rate_limit_wait_seconds": "histogram",
         "pb_background_writes": "counter",
+        "pb_anomalies": "counter",
     }
     assert families["pb_tool_calls"].documentation == "Tool calls by tool and outcome."
     assert [s.name for s in families["pb_cache_hits"].samples] == ["pb_cache_hits_total"]

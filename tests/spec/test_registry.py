@@ -283,3 +283,33 @@ async def test_resolve_prefers_the_registry() -> None:
     }
     with pytest.raises(ConfigError, match="inside a function"):
         resolve_handler(merged, tool)  # a <locals> function cannot be imported by name
+
+
+def test_python_tools_carry_when_and_examples_for_docs_and_the_mock() -> None:
+    reg = ToolRegistry()
+
+    @reg.tool(
+        integration="crm",
+        when="The caller asks who their account manager is.",
+        examples=[{"args": {"account_id": "acc_1"}, "answer": {"body": {"manager": "Sam"}}}],
+    )
+    async def account_manager(ctx: HandlerContext, account_id: str) -> dict[str, str]:
+        """Name the caller's account manager."""
+        return {"manager": "Sam"}
+
+    tool = reg.tools()["account_manager"]
+    assert tool.when == "The caller asks who their account manager is."
+    assert tool.examples[0].args == {"account_id": "acc_1"}
+    assert tool.examples[0].answer.body == {"manager": "Sam"}
+
+
+def test_python_tool_examples_must_name_its_parameters() -> None:
+    reg = ToolRegistry()
+    with pytest.raises(ConfigError) as caught:
+
+        @reg.tool(integration="crm", examples=[{"args": {"acount_id": "acc_1"}}])
+        async def account_manager(ctx: HandlerContext, account_id: str) -> dict[str, str]:
+            """Name the caller's account manager."""
+            return {}
+
+    assert "acount_id" in str(caught.value)

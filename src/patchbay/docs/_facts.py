@@ -189,6 +189,10 @@ def _errors(tool: Tool, integration: Integration | None) -> tuple[ErrorMode, ...
         modes.append(ErrorMode("circuit_open", "the API failed too often lately: no request", ()))
     if integration.quota is not None or tool.quota is not None:
         modes.append(ErrorMode("quota_exceeded", "a quota is used up: no request", ()))
+    elif _guard_blocks(tool):
+        modes.append(
+            ErrorMode("quota_exceeded", "the tool's guard stopped a runaway agent: no request", ())
+        )
     if tool.is_write:
         modes.append(
             ErrorMode(
@@ -209,6 +213,31 @@ def _errors(tool: Tool, integration: Integration | None) -> tuple[ErrorMode, ...
             words = (*words, *_said(say.timeout or say.failed))
         out.append(ErrorMode(mode.code, mode.when, words))
     return tuple(out)
+
+
+def _guard_blocks(tool: Tool) -> bool:
+    guard = tool.guard
+    if guard is None or guard.action != "block":
+        return False
+    return guard.max_per_call is not None or guard.max_per_minute is not None
+
+
+def _guard_text(tool: Tool) -> str:
+    guard = tool.guard
+    assert guard is not None  # the caller checked
+    parts = []
+    if guard.max_per_call is not None:
+        parts.append(f"{guard.max_per_call} calls per phone call")
+    if guard.max_per_minute is not None:
+        parts.append(f"{guard.max_per_minute} calls a minute per tenant")
+    if guard.baseline is not None:
+        parts.append(f"{_num(guard.baseline.factor)}x its usual rate a minute")
+    how = "over a limit: reported, the call goes through"
+    if _guard_blocks(tool):
+        how = "over a limit: reported and refused"
+        if guard.max_per_minute is not None:
+            how += f" (a minute over: for {_num(guard.cool_off_s)} s)"
+    return f"{', '.join(parts)}; {how}"
 
 
 def _retry(tool: Tool, integration: Integration) -> RetrySpec:
@@ -253,6 +282,8 @@ def _limits(tool: Tool, integration: Integration | None) -> tuple[tuple[str, str
             rows.append((f"{scope} quota", f"{quota.per_day} requests a day"))
         if quota is not None and quota.per_call:
             rows.append((f"{scope} quota", f"{quota.per_call} calls per phone call"))
+    if tool.guard is not None:
+        rows.append(("anomaly guard", _guard_text(tool)))
     if integration.breaker is not None:
         b = integration.breaker
         rows.append(

@@ -155,12 +155,24 @@ def _call(data: Any, tenant: str | None) -> CallContext | None:
     return CallContext(id=call_id, tenant=tenant, caller=text_or_none(call.get("caller")))
 
 
-def _context(rt: ToolRuntime, found: CallContext | None, tenant: str | None) -> CallContext:
-    """The live context of the call a request names, or a one-off one: both run as `tenant`."""
+def _context(
+    rt: ToolRuntime, found: CallContext | None, tenant: str | None, who: tuple[str, str]
+) -> CallContext:
+    """The live context of the call a request names, or a one-off one: both run as `tenant`,
+    marked with the platform and credential `who` let in (for the audit trail)."""
     ctx = rt.call_context(found)
     if found is None:
         ctx.tenant = tenant
+    ctx.platform, ctx.credential = who
     return ctx
+
+
+def _who(surface: Surface, caller: Caller) -> tuple[str, str]:
+    """(platform, the config name of the credential the request came in with); no values."""
+    if not caller.authenticated:
+        return surface.value, "open"
+    owner = "gateway.auth" if caller.tenant is None else f"gateway.auth.tenants.{caller.tenant}"
+    return surface.value, owner
 
 
 def _query(request: Request) -> Mapping[str, str]:
@@ -214,7 +226,8 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
             arguments = api_arguments(body)
             named = text_or_none(mapping(body.get("call")).get("tenant"))
             tenant = gw.credentials.tenant(caller, named, _tenant(request))
-            ctx = _context(rt, _call(body.get("call"), tenant), tenant)
+            who = _who(Surface.API, caller)
+            ctx = _context(rt, _call(body.get("call"), tenant), tenant, who)
             result = await rt.execute(ToolCall(name, arguments, ctx))
             return result.to_dict()
 
@@ -229,7 +242,8 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
             if not isinstance(message, dict):
                 raise DoorError(400, "bad_request", "The body has no message object.")
             limit = gw.config.gateway.max_tool_calls_per_message
-            return await answer_vapi(rt, message, tenant, max_calls=limit)
+            who = _who(Surface.VAPI, caller)
+            return await answer_vapi(rt, message, tenant, max_calls=limit, who=who)
 
         return await gw.handle(Surface.VAPI, request, work)
 
@@ -253,7 +267,8 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
             gw.require_tool(name)
             body = parse_object(raw)
             args, found = retell_call(name, body, _query(request), request.headers, tenant)
-            result = await rt.execute(ToolCall(name, args, _context(rt, found, tenant)))
+            ctx = _context(rt, found, tenant, _who(Surface.RETELL, caller))
+            result = await rt.execute(ToolCall(name, args, ctx))
             return result.for_llm()
 
         return await gw.handle(Surface.RETELL, request, work)
@@ -267,7 +282,8 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
             body = parse_object(await read_body(request, gw.max_body))
             params = rt.tools[name].parameters
             args, found = elevenlabs_call(params, body, _query(request), request.headers, tenant)
-            result = await rt.execute(ToolCall(name, args, _context(rt, found, tenant)))
+            ctx = _context(rt, found, tenant, _who(Surface.ELEVENLABS, caller))
+            result = await rt.execute(ToolCall(name, args, ctx))
             return result.for_llm()
 
         return await gw.handle(Surface.ELEVENLABS, request, work)

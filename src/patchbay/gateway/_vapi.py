@@ -148,8 +148,11 @@ async def answer_vapi(
     tenant: str | None,
     *,
     max_calls: int = 16,
+    who: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The answer to one server message: tool results for `tool-calls`, `{}` for the rest.
+
+    `who` is the (platform, credential name) the gateway let in, kept on the call for audit.
 
     Only the first `max_calls` tool calls of a message run; each one after them gets an error.
     """
@@ -166,6 +169,8 @@ async def answer_vapi(
     ctx = runtime.call_context(found)
     if found is None:  # a one-off context, still told who is calling
         ctx.tenant, ctx.caller = tenant, _customer_number(message)
+    if who is not None:
+        ctx.platform, ctx.credential = who
     tools = runtime.tools
     calls = [
         c

@@ -271,6 +271,9 @@ def build_request(
         idem = fill_text(tool.idempotency.key, args, call)
         headers[tool.idempotency.header] = _header_value(tool.idempotency.header, idem)
     body = fill(spec.body, args, call) if spec.body is not None else None
+    form = None
+    if spec.body_encoding == "form":
+        form, body = _form(body), None
     return Request(
         method=spec.method,
         url=url,
@@ -280,7 +283,34 @@ def build_request(
         headers=headers,
         query=_query(fill(spec.query, args, call)),
         json=body,
-        has_body=spec.body is not None,
+        has_body=spec.body is not None and form is None,
         idempotency_key=idem,
+        form=form,
         max_response_bytes=integration.max_response_bytes,
     )
+
+
+def _form(body: Any) -> tuple[tuple[str, str], ...]:
+    """A filled body as form fields: nested values as `key[sub]` and `key[0]`, as Stripe-style
+    APIs read them; a list of plain values repeats its key."""
+    out: list[tuple[str, str]] = []
+
+    def add(key: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            for sub, item in value.items():
+                add(f"{key}[{sub}]", item)
+        elif isinstance(value, list | tuple):
+            plain = not any(isinstance(v, Mapping | list | tuple) for v in value)
+            for i, item in enumerate(value):
+                add(key if plain else f"{key}[{i}]", item)
+        else:
+            out.append((key, _text(value)))
+
+    for key, value in (body or {}).items():
+        add(str(key), value)
+    for key, text in out:
+        if not text.isascii() and not _encodes(text):
+            raise _broken_text(key.split("[", 1)[0])
+    return tuple(out)

@@ -1,52 +1,144 @@
-"""The audit trail: one durable, redacted line per tool call (who, what, when, outcome)."""
+"""The audit trail: one durable, hash-chained line per tool call (who, what, when, outcome).
+
+See `patchbay.observe._chain` for how lines are sealed and verified.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from patchbay.observe._chain import GENESIS, last_link, sealed_line
 from patchbay.observe._events import Event
-from patchbay.observe._redact import Redactor
+from patchbay.observe._redact import REDACTED, Redactor
+
+# Never in an audit line, whatever a background event carries: idempotency keys and refs.
+_NEVER = frozenset({"key", "idempotency_key"})
+
+
+def rotated_name(path: Path, number: int) -> Path:
+    """The name of a rotated audit file: `audit.jsonl` -> `audit.000001.jsonl`."""
+    return path.with_name(f"{path.stem}.{number:06d}{path.suffix}")
+
+
+def _rotated(path: Path) -> list[tuple[int, Path]]:
+    pattern = re.compile(re.escape(path.stem) + r"\.(\d{6,})" + re.escape(path.suffix))
+    found = []
+    for sibling in path.parent.glob(f"{path.stem}.*{path.suffix}"):
+        match = pattern.fullmatch(sibling.name)
+        if match is not None:
+            found.append((int(match.group(1)), sibling))
+    return sorted(found)
 
 
 class AuditSink:
-    """Appends every finished tool call to a JSON-lines file, flushed line by line.
+    """Appends every finished tool call to a JSON-lines file, each line chained to the last.
 
     Only `tool_call` and `background` events are kept: the audit trail answers "which call
-    did what to which API, and how did it end", not request-level detail.
+    did what to which API, and how did it end", not request-level detail. With `key` the chain
+    is an HMAC only its holders can recompute; with `rotate_bytes` a full file is renamed to
+    `NAME.000001.jsonl` (and so on) and the chain goes on in a new one. A sink reopening a
+    trail continues its chain. One process writes one trail.
     """
 
-    __slots__ = ("_fh", "_lock", "_redactor")
+    __slots__ = ("_fh", "_key", "_lock", "_path", "_prev", "_redactor", "_rotate", "_seq")
 
-    def __init__(self, path: str | os.PathLike[str], redactor: Redactor | None = None) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in close()
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        redactor: Redactor | None = None,
+        *,
+        key: bytes | None = None,
+        rotate_bytes: int | None = None,
+    ) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = key
+        self._rotate = rotate_bytes
         self._lock = threading.Lock()
         self._redactor = redactor or Redactor()
+        link = last_link(self._path)
+        if link is None:
+            older = _rotated(self._path)
+            link = last_link(older[-1][1]) if older else None
+        self._seq, self._prev = link if link is not None else (0, GENESIS)
+        self._fh = self._path.open("a", encoding="utf-8", buffering=1)
 
     def emit(self, event: Event) -> None:
         """Append one line for a finished tool call or background write."""
-        if event.kind not in ("tool_call", "background"):
-            return
-        record = {
+        if event.kind in ("tool_call", "background"):
+            self.record(event)
+
+    def record(
+        self,
+        event: Event,
+        *,
+        who: Mapping[str, str | None] | None = None,
+        operation: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one line for `event`, with who asked, the operation and the audited fields.
+
+        `fields` are written as given (the tool's `audit` list), except under keys that name
+        credentials or caller contact, and secret values wherever they appear.
+        """
+        record: dict[str, Any] = {
             "at": datetime.fromtimestamp(event.ts, UTC).isoformat(timespec="milliseconds"),
             "kind": event.kind,
             "tool": event.tool,
+            "integration": event.integration,
+            "operation": operation,
             "call_id": event.call_id,
             "tenant": event.tenant,
-            "integration": event.integration,
+            **(dict(who) if who else {}),
             "outcome": event.outcome,
             "status": event.status,
+            "attempts": event.attempt,
             "latency_ms": event.latency_ms,
         }
-        if event.extra:
-            record["extra"] = self._redactor.data(dict(event.extra))
-        line = json.dumps({k: v for k, v in record.items() if v is not None}, separators=(",", ":"))
+        if fields:
+            record["fields"] = {k: self._given(k, v) for k, v in fields.items()}
+        extra = {k: v for k, v in event.extra.items() if k not in _NEVER}
+        if extra:
+            record["extra"] = self._redactor.data(extra)
+        body = {k: v for k, v in record.items() if v is not None}
         with self._lock:
+            line, mac = sealed_line({"seq": self._seq + 1, "prev": self._prev, **body}, self._key)
+            self._roll(len(line.encode()) + 1)
             self._fh.write(line + "\n")
+            self._seq, self._prev = self._seq + 1, mac
+
+    def _given(self, key: str, value: Any) -> Any:
+        if Redactor.sensitive(key):
+            return REDACTED
+        if isinstance(value, str):
+            return self._redactor.secrets_only(value)
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self._redactor.data(json.loads(json.dumps(value, default=str)))
+
+    def _roll(self, size: int) -> None:
+        """Start a new file when this line would take the current one past `rotate_bytes`."""
+        if self._rotate is None:
+            return
+        used = self._fh.tell()
+        if used == 0 or used + size <= self._rotate:
+            return
+        self._fh.close()
+        older = _rotated(self._path)
+        os.replace(self._path, rotated_name(self._path, older[-1][0] + 1 if older else 1))
+        self._fh = self._path.open("a", encoding="utf-8", buffering=1)
+
+    @property
+    def last_mac(self) -> str:
+        """The mac of the last line written (keep it elsewhere to detect a cut tail)."""
+        return self._prev
 
     def close(self) -> None:
         """Close the file."""

@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-EventKind = Literal["tool_call", "attempt", "policy", "background", "state"]
+EventKind = Literal["tool_call", "attempt", "policy", "background", "state", "anomaly"]
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):

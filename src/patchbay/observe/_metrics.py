@@ -14,7 +14,8 @@ Events it reads (see `Event`):
   endpoint (`extra["endpoint"]`, else the path template, else `*`);
 - `policy` from the rate limiter (`extra["policy"] == "rate_limit"`) with `extra["wait_s"]`:
   rate-limit waits;
-- `background`: writes that finished after their caller gave up.
+- `background`: writes that finished after their caller gave up;
+- `anomaly`: call rates a tool's guard found anomalous, by tool, tenant and `extra["kind"]`.
 
 prometheus_client only formats the exposition here: the counts are kept by `Counter`,
 `Histogram` and `Gauge` below, which are collectors on the sink's registry.
@@ -60,6 +61,8 @@ Labels = tuple[str, ...]
 
 UNKNOWN_TOOL = "unknown"  # the one label of every tool name the config does not have
 OTHER = "other"  # the label of an unknown tenant, and of every label past a family's bound
+# The kinds of anomaly a tool guard reports; anything else is counted as OTHER.
+_ANOMALY_KINDS = frozenset({"per_call", "per_minute", "baseline"})
 # Label sets one family keeps; later new ones are counted together under OTHER, so callers
 # who make up names cannot grow the exposition without limit.
 MAX_SERIES = 2000
@@ -267,11 +270,17 @@ class PrometheusSink:
             "Writes that finished after their caller stopped waiting, by outcome.",
             ["tool", "outcome"],
         )
+        self.anomalies = self.counter(
+            f"{p}_anomalies",
+            "Call rates a tool's guard found anomalous, by kind (per_call, per_minute, baseline).",
+            ["tool", "tenant", "kind"],
+        )
         self._handlers: dict[str, Callable[[Event], None]] = {
             "tool_call": self._tool_call,
             "attempt": self._attempt,
             "policy": self._policy,
             "background": self._background,
+            "anomaly": self._anomaly,
         }
 
     def counter(self, name: str, documentation: str, labels: Sequence[str]) -> Counter:
@@ -341,6 +350,11 @@ class PrometheusSink:
 
     def _background(self, e: Event) -> None:
         self.background.inc(self.tool(e.tool), e.outcome or "unknown")
+
+    def _anomaly(self, e: Event) -> None:
+        kind = e.extra.get("kind")
+        label = kind if isinstance(kind, str) and kind in _ANOMALY_KINDS else OTHER
+        self.anomalies.inc(self.tool(e.tool), self.tenant(e.tenant), label)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -54,6 +54,14 @@ class Redactor:
         value = _EMAIL.sub(REDACTED, value)
         return _PHONE.sub(_phone, value)
 
+    def secrets_only(self, value: str) -> str:
+        """Redact secret values, auth tokens and emails, but keep digit runs (ids, amounts)."""
+        for secret in self._secrets():
+            if secret and len(secret) >= 4 and secret in value:
+                value = value.replace(secret, REDACTED)
+        value = _BEARER.sub(r"\1 " + REDACTED, value)
+        return _EMAIL.sub(REDACTED, value)
+
     @staticmethod
     def sensitive(key: str) -> bool:
         """Whether values under this key are dropped whole (credentials, caller contact)."""

@@ -1,6 +1,7 @@
 """The resilience pipeline: small policies around one send, outermost first.
 
-deadline, quota, idempotency, cache, retry, breaker, rate limit, auth, transport.
+deadline, quota, idempotency, cache, retry, breaker, rate limit, auth, transport. Before
+any of it, tools with a `guard` are counted by the runtime (`GuardPolicy`).
 """
 
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
         parse_retry_after,
     )
     from patchbay.policies._deadline import DeadlinePolicy
+    from patchbay.policies._guard import GuardPolicy
     from patchbay.policies._idempotency import IdempotencyPolicy
     from patchbay.policies._quota import QuotaPolicy
     from patchbay.policies._ratelimit import RateLimitPolicy
@@ -31,6 +33,7 @@ __all__ = [
     "CachePolicy",
     "DeadlinePolicy",
     "Exchange",
+    "GuardPolicy",
     "IdempotencyPolicy",
     "Policy",
     "QuotaPolicy",
@@ -66,6 +69,7 @@ __getattr__, __dir__ = lazy_exports(
             "parse_retry_after",
         ),
         "._deadline": ("DeadlinePolicy",),
+        "._guard": ("GuardPolicy",),
         "._idempotency": ("IdempotencyPolicy",),
         "._quota": ("QuotaPolicy",),
         "._ratelimit": ("RateLimitPolicy",),

@@ -21,6 +21,7 @@ from patchbay.policies._base import Exchange, Policy, Send, chain
 from patchbay.policies._breaker import BreakerPolicy
 from patchbay.policies._cache import CachePolicy
 from patchbay.policies._deadline import DeadlinePolicy
+from patchbay.policies._guard import GuardPolicy
 from patchbay.policies._idempotency import IdempotencyPolicy
 from patchbay.policies._quota import QuotaPolicy
 from patchbay.policies._ratelimit import RateLimitPolicy
@@ -71,6 +72,10 @@ class Pipelines:
         self._cache = CachePolicy(self.store)
         self._breaker = BreakerPolicy(self.store)
         self._rate_limit = RateLimitPolicy(self.store, sleep=sleep)
+        # Tools with a guard count per tenant; a builtin tool knows the config's tenants only.
+        tenants = {t for i in config.integrations.values() for t in i.tenants}
+        tenants.update(config.gateway.auth.tenants)
+        self._guard = GuardPolicy(self.store, emitter, tenants=tenants)
         self._validators: dict[str, list[Callable[..., Any]]] = {}
         self._confirms: dict[tuple[str, str | None], Send] = {}
         # Applied to every result before the LLM reads it: upstreams may echo credentials.
@@ -118,6 +123,15 @@ class Pipelines:
                 found = base.model_copy(update=update)
             self._effective[key] = found
         return found
+
+    def guard(self, tool: Tool, call: CallContext) -> Awaitable[None]:
+        """Count a call of a tool with a `guard` before it does anything; may refuse it.
+
+        The tenant is checked first: one the integration refuses is refused as always, and is
+        not counted against the tenant it falls back to.
+        """
+        integration = self.integration(tool.integration, call.tenant) if tool.integration else None
+        return self._guard.check(tool, call, integration)
 
     def exchange(self, tool: Tool, call: CallContext) -> Exchange:
         """A fresh exchange for one tool execution."""

@@ -22,6 +22,7 @@ from patchbay._errors import (
 from patchbay.http._build import build_request
 from patchbay.http._types import Request, Response, Transport
 from patchbay.observe._events import Emitter, Event, EventSink
+from patchbay.observe._observer import CallObserver
 from patchbay.observe._sinks import LoggingSink
 from patchbay.policies._base import Exchange
 from patchbay.policies._classify import error_for_status
@@ -114,6 +115,10 @@ class ToolRuntime:
             config, self.emitter, transport=transport, sleep=sleep, store=store
         )
         self._handlers: dict[str, Callable[..., Awaitable[Any]]] = dict(handlers or {})
+        # Body logs and the audit trail of `observe`: None (and no cost per call) when off.
+        self._observer = CallObserver.build(config.observe, config.base_dir, self._reveal)
+        if self._observer is not None:
+            self.emitter.add(self._observer)
         self._calls = CallRegistry(self._pipelines.store)
         self._outbox = Outbox(
             self._pipelines.store, self._pipelines.outcomes, self._perform, self._lease_span
@@ -173,6 +178,12 @@ class ToolRuntime:
             log.error("background writes lost with the memory state store: %s", refs)
         await self._outbox.close()
         await self._pipelines.close()
+        if self._observer is not None:
+            self._observer.close()
+
+    async def _reveal(self, ref: str) -> str:
+        """The value of a secret reference, through the runtime's resolver and its providers."""
+        return (await self._pipelines.secrets.resolve(ref)).reveal()
 
     def call_context(self, call: CallContext | str | None) -> CallContext:
         """The live context of a phone call, so state carries from one tool call to the next.
@@ -277,6 +288,10 @@ class ToolRuntime:
             budget_end = time.monotonic() + tool.budget_s
             try:
                 async with asyncio.timeout(tool.budget_s):
+                    # What the agent asks for is counted (prefetches and outbox sends are not:
+                    # a background write was counted when it was accepted); nothing sent yet.
+                    if tool.guard is not None and via is _Via.LLM:
+                        await self._pipelines.guard(tool, ctx)
                     if via is _Via.LLM and tool.prefetch and self._calls.prefetching(ctx):
                         prefetched = await self._prefetched(tool, args, ctx)
                     if prefetched is not None:
@@ -324,19 +339,22 @@ class ToolRuntime:
                 extra["via"] = via.value
             if prefetched is not None:
                 extra["prefetched"] = True
-            self.emitter.emit(
-                Event(
-                    kind="tool_call",
-                    tool=name,
-                    call_id=ctx.id,
-                    integration=tool.integration or None if tool else None,
-                    tenant=ctx.tenant,
-                    latency_ms=result.meta.get("latency_ms"),
-                    attempt=result.meta.get("attempts"),
-                    outcome="ok" if result.ok else (result.error.code if result.error else None),
-                    extra=extra,
-                )
+            event = Event(
+                kind="tool_call",
+                tool=name,
+                call_id=ctx.id,
+                integration=tool.integration or None if tool else None,
+                tenant=ctx.tenant,
+                latency_ms=result.meta.get("latency_ms"),
+                attempt=result.meta.get("attempts"),
+                outcome="ok" if result.ok else (result.error.code if result.error else None),
+                extra=extra,
             )
+            self.emitter.emit(event)
+            if self._observer is not None:
+                answer = result.error.to_dict() if result.error else result.result
+                who = {"platform": ctx.platform, "credential": ctx.credential}
+                await self._observer.finished(event, tool, arguments, answer, who)
         return result
 
     async def _prefetched(

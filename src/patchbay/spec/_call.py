@@ -22,6 +22,10 @@ class CallContext:
     tenant: str | None = None
     caller: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    # Who the gateway let in for the latest request of this call, for the audit trail: the
+    # platform route (tools, vapi, retell, elevenlabs, mcp) and the credential's config name.
+    platform: str | None = None
+    credential: str | None = None
 
     @property
     def linked(self) -> bool:

@@ -83,6 +83,15 @@ class RequestSpec(Frozen):
     query: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
+    # json: the body as JSON; form: application/x-www-form-urlencoded (Stripe-style APIs),
+    # nested values as key[sub]=value
+    body_encoding: Literal["json", "form"] = "json"
+
+    @model_validator(mode="after")
+    def _form_is_fields(self) -> RequestSpec:
+        if self.body_encoding == "form" and not isinstance(self.body, dict):
+            raise ValueError("body_encoding: form needs a body of named fields (a mapping)")
+        return self
 
 
 class ListSummary(Frozen):
@@ -176,6 +185,41 @@ class QuotaSpec(Frozen):
 
     per_day: int | None = Field(default=None, ge=1)
     per_call: int | None = Field(default=None, ge=1)
+
+
+class GuardBaseline(Frozen):
+    """An anomaly when a minute's calls exceed `factor` times the usual rate (alerts only).
+
+    The usual rate is an exponentially weighted average of the calls per minute, halving the
+    weight of a minute every `half_life_min` minutes; a minute is anomalous past both
+    `factor` x that rate and `min_per_minute`, once `warmup_min` minutes have been seen.
+    """
+
+    factor: float = Field(default=3.0, gt=1, le=1000)
+    min_per_minute: int = Field(default=20, ge=1)
+    half_life_min: float = Field(default=10.0, gt=0, le=10080)
+    warmup_min: int = Field(default=10, ge=0, le=10080)
+
+
+class Guard(Frozen):
+    """Anomaly guard of one tool, per tenant: static limits and a moving baseline.
+
+    An excess is an `anomaly` event and metric; with `action: block` a call past
+    `max_per_call` is refused (the rest of that call), and a minute past `max_per_minute`
+    refuses the tool for the tenant for `cool_off_s`.
+    """
+
+    max_per_call: int | None = Field(default=None, ge=1)
+    max_per_minute: int | None = Field(default=None, ge=1)
+    baseline: GuardBaseline | None = None
+    action: Literal["alert", "block"] = "alert"
+    cool_off_s: float = Field(default=300.0, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _guards_something(self) -> Guard:
+        if self.max_per_call is None and self.max_per_minute is None and self.baseline is None:
+            raise ValueError("give at least one of max_per_call, max_per_minute or baseline")
+        return self
 
 
 class ApiKeyAuth(Frozen):
@@ -337,12 +381,25 @@ class Tool(Frozen):
     idempotency: Idempotency | None = None
     retry: RetrySpec | None = None  # overrides the integration's
     quota: QuotaSpec | None = None
+    guard: Guard | None = None  # anomaly guard: call-rate limits and baseline per tenant
     mode: Literal["sync", "background"] = "sync"
     prefetch: bool | Prefetch = False  # true: no arguments; {args: {...}}: filled from the call
     write: bool | None = None  # None: a write unless the request method is GET
     builtin: Builtin | None = None  # answered by patchbay itself: no integration, no request
     when: str | None = None  # when the agent calls it, in words (docs)
     examples: tuple[Example, ...] = ()  # arguments -> the API's answer (docs, `patchbay mock`)
+    audit: tuple[str, ...] = ()  # argument or answer fields kept, as given, in its audit line
+
+    @model_validator(mode="after")
+    def _audit_keeps_no_contact(self) -> Tool:
+        for name in self.audit:
+            param = self.parameters.get(name)
+            if param is not None and param.format in ("e164", "email"):
+                raise ValueError(
+                    f"audit: {name!r} is a phone number or email; the audit trail never keeps "
+                    "caller contact details"
+                )
+        return self
 
     @model_validator(mode="after")
     def _examples_name_parameters(self) -> Tool:
@@ -433,6 +490,29 @@ class Defaults(Frozen):
     phone_region: str = "US"
 
 
+class LogSpec(Frozen):
+    """`observe.log`: the level of patchbay's loggers and whether tool bodies are logged."""
+
+    level: Literal["debug", "info", "warning", "error"] | None = None  # None: leave as is
+    # none: no bodies; shape: keys and types; redacted: values, secrets and PII masked
+    bodies: Literal["none", "shape", "redacted"] = "none"
+
+
+class AuditSpec(Frozen):
+    """`observe.audit`: the hash-chained audit trail, one line per tool call."""
+
+    path: str
+    key: SecretRef | None = None  # HMAC key: without it nobody can recompute the chain
+    rotate_bytes: int | None = Field(default=None, ge=1024)  # start a new file past this size
+
+
+class ObserveSpec(Frozen):
+    """`observe`: the sinks a runtime built from the config writes to (each part optional)."""
+
+    log: LogSpec = Field(default_factory=LogSpec)
+    audit: AuditSpec | None = None
+
+
 class Config(Frozen):
     """A whole patchbay.yaml."""
 
@@ -442,4 +522,5 @@ class Config(Frozen):
     integrations: dict[str, Integration] = Field(default_factory=dict)
     tools: dict[str, Tool] = Field(default_factory=dict)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    observe: ObserveSpec = Field(default_factory=ObserveSpec)
     base_dir: str = Field(default=".", exclude=True)  # where handlers are imported from

@@ -19,6 +19,7 @@ from patchbay.spec._messages import translate
 from patchbay.spec._model import (
     CacheSpec,
     Config,
+    Example,
     Idempotency,
     Integration,
     Param,
@@ -72,6 +73,8 @@ class ToolRegistry:
         mode: Literal["sync", "background"] = "sync",
         prefetch: bool = False,
         write: bool | None = None,
+        when: str | None = None,
+        examples: Sequence[Example | Mapping[str, Any]] = (),
     ) -> Callable[[F], F]:
         """Register an async handler as a tool; parameters come from its type hints."""
 
@@ -114,6 +117,8 @@ class ToolRegistry:
                 "mode": mode,
                 "prefetch": prefetch,
                 "write": write,
+                "when": when,
+                "examples": tuple(examples) or None,
             }
             try:
                 tool = Tool.model_validate({k: v for k, v in fields.items() if v is not None})
