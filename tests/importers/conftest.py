@@ -57,6 +57,21 @@ BILLING = textwrap.dedent(
           operationId: getCustomer
           summary: Fetch a customer by id.
           tags: [customers]
+          responses:
+            "200":
+              description: The customer.
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      status: {type: integer}
+                      data:
+                        type: object
+                        properties:
+                          customer:
+                            type: object
+                            properties: {id: {type: string}, name: {type: string}}
         delete:
           operationId: deleteCustomer
           tags: [customers, admin]

@@ -87,6 +87,11 @@ def test_comments_point_where_a_person_decides(billing_openapi: str) -> None:
     assert any("DELETE removes data" in line for line in before_delete)
     assert any("description cut from" in line for line in before_delete)
     assert "# idempotency key" in text
+    before_get = text.split("  get_customer:")[0].splitlines()[-1]
+    assert (
+        before_get == "  # the answer wraps its content: consider response: {root: data.customer}"
+    )
+    assert text.count("consider response:") == 1  # lists and undescribed answers get none
     assert max(len(line) for line in text.splitlines() if line.lstrip().startswith("#")) <= 100
     desc = yaml.safe_load(text)["tools"]["delete_customer"]["description"]
     assert len(desc) <= 300 and desc.startswith("Deletes a customer permanently.")

@@ -12,7 +12,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from patchbay.importers._integration import integration as find_integration
-from patchbay.importers._schemas import Unexpressible, merged, short, to_param
+from patchbay.importers._schemas import (
+    Unexpressible,
+    merged,
+    root_suggestion,
+    short,
+    to_param,
+)
 from patchbay.importers._source import RefError, Refs, listed, mapping
 from patchbay.importers._yaml import Path, dump
 from patchbay.spec._checks import check_tool
@@ -296,6 +302,9 @@ def _tool(refs: Refs, op: _Operation, integration: str, name: str) -> dict[str, 
         op.notes.append("DELETE removes data: keep this tool only if the agent should do this")
     if op.op.get("deprecated"):
         op.notes.append("the API marks this operation deprecated")
+    root = root_suggestion(refs, op.op.get("responses"))
+    if root:
+        op.notes.append(f"the answer wraps its content: consider response: {{root: {root}}}")
     if idempotency is not None:
         data["idempotency"] = _idempotency(name, idempotency, params, op)
     _check(name, data)

@@ -144,3 +144,46 @@ def _compiles(pattern: str) -> bool:
     except re.error:
         return False
     return True
+
+
+# Envelope keys APIs wrap their answer in; `status`, `meta`, `links` and the like sit beside.
+_WRAPPERS = ("data", "result", "results", "payload", "response", "body")
+
+
+def root_suggestion(refs: Refs, responses: Any) -> str | None:
+    """The path (JMESPath) to the useful part of a 2xx JSON answer, when it is wrapped."""
+    schema = None
+    for status, answer in mapping(responses).items():
+        if str(status).startswith("2"):
+            try:
+                resolved = mapping(refs.deref(answer))
+            except RefError:
+                return None
+            content = mapping(resolved.get("content"))
+            media = next((m for k, m in content.items() if "json" in str(k).lower()), None)
+            schema = mapping(media).get("schema") if media is not None else None
+            schema = schema if schema is not None else resolved.get("schema")  # Swagger 2.0
+            break
+    path: list[str] = []
+    for depth in range(3):
+        try:
+            node = merged(refs, schema, depth)
+        except Unexpressible:
+            break
+        props = mapping(node.get("properties"))
+        objects = [k for k, v in props.items() if _is_object(refs, v)]
+        inner = next((k for k in _WRAPPERS if k in props), None)
+        if inner is None and path and len(objects) == 1 and len(props) == 1:
+            inner = objects[0]  # {"data": {"customer": {...}}}: the one thing inside
+        if inner is None or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", inner):
+            break
+        path.append(inner)
+        schema = props[inner]
+    return ".".join(path) or None
+
+
+def _is_object(refs: Refs, schema: Any) -> bool:
+    try:
+        return merged(refs, schema).get("type") == "object"
+    except Unexpressible:
+        return False
