@@ -1,6 +1,7 @@
 """The `patchbay` command line."""
 
-from patchbay.cli import (
+# Importing each command module registers its commands on `app` (@app.command).
+from patchbay.cli import (  # noqa: F401
     _audit,
     _commands,
     _demo,
@@ -16,18 +17,6 @@ from patchbay.cli._app import app, plain_help
 
 __all__ = ["app", "main"]
 
-_COMMANDS = (
-    _audit,
-    _commands,
-    _demo,
-    _docs,
-    _export,
-    _import,
-    _mcp,
-    _mock,
-    _serve,
-    _test,
-)  # for @app.command
 plain_help(app)  # after every command module above has registered its commands
 
 

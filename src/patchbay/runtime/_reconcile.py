@@ -12,6 +12,7 @@ write without a key is never resent: nobody can know what a second one would do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -157,11 +158,10 @@ class Reconciler:
             if time.monotonic() + wait >= end:
                 return None
             # The real clock, not the injected sleep: tests turn that off, and this may go on.
-            try:
+            # A wait that runs out is the normal case: time to resend.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), timeout=wait)
                 return None  # the runtime is closing: stop resending
-            except TimeoutError:
-                pass
             exchange = Exchange(
                 tool=tool,
                 integration=integration,
