@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis server for the tests that need one."""
+"""Shared fixtures: a real Redis server, and a finder for the server binaries tests start."""
 
 from __future__ import annotations
 
@@ -140,3 +140,24 @@ def env(
     # The env: secret provider reads the process environment, as it does in production.
     monkeypatch.setenv("BILLING_API_KEY", billing.api_key)
     return {**os.environ, "BILLING_URL": proxy.url, "BILLING_API_KEY": billing.api_key}
+
+
+@pytest.fixture(scope="session")
+def require_binary() -> Callable[..., str]:
+    """Find a server binary a test starts (chromium, tinyproxy, bao...).
+
+    `.ci/run` installs every one and sets PATCHBAY_REQUIRE_BINARIES=1, so a missing binary there
+    fails the test; on a developer's machine the test is skipped, naming the package to install.
+    """
+
+    def find(*names: str, package: str) -> str:
+        for name in names:
+            path = shutil.which(name)
+            if path:
+                return path
+        message = f"{names[0]} is not installed (Debian package {package}; .ci/run installs it)"
+        if os.environ.get("PATCHBAY_REQUIRE_BINARIES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    return find

@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -122,10 +123,6 @@ def test_html_is_one_self_contained_file(billing: Config) -> None:
     assert "6 s for the whole call" in html
 
 
-def _chromium() -> str | None:
-    return next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-
-
 def _png_pixels(data: bytes) -> bytes:
     """The decompressed image data of a PNG (filter bytes included): enough to see variety."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -139,10 +136,10 @@ def _png_pixels(data: bytes) -> bytes:
     return zlib.decompress(idat)
 
 
-def test_the_html_page_renders_in_a_headless_browser(billing: Config, tmp_path: Path) -> None:
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (.ci/run installs it)")
+def test_the_html_page_renders_in_a_headless_browser(
+    billing: Config, tmp_path: Path, require_binary: Callable[..., str]
+) -> None:
+    browser = require_binary("chromium", "chromium-browser", package="chromium")
     page = tmp_path / "billing.html"
     page.write_text(render_html(billing, [PAY_BILL])["billing.html"], encoding="utf-8")
     shot = tmp_path / "docs.png"
