@@ -26,7 +26,7 @@ from patchbay.http._auth import (
 )
 from patchbay.http._secrets import SecretResolver
 from patchbay.http._types import Request, Response, Transport
-from patchbay.spec._model import AuthSpec, BearerAuth, JwtAuth, OAuth2Auth
+from patchbay.spec._auth import AuthSpec, BearerAuth, JwtAuth, OAuth2Auth
 
 Serve = Callable[..., Awaitable[str]]
 CLIENT_SECRET = "client-secret-0123456789-never-logged"

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from patchbay.http._auth import build_authenticator
 from patchbay.http._secrets import SecretResolver
 from patchbay.http._types import Request, Transport, TransportError
-from patchbay.spec._model import MtlsAuth
+from patchbay.spec._auth import MtlsAuth
 
 Serve = Callable[..., Awaitable[str]]
 

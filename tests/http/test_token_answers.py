@@ -10,7 +10,7 @@ from aiohttp import web
 from patchbay._errors import Unauthorized
 from patchbay.http import HttptoolsTransport, SecretResolver, build_authenticator
 from patchbay.http._types import Request
-from patchbay.spec._model import OAuth2Auth
+from patchbay.spec._auth import OAuth2Auth
 
 from .conftest import Serve
 

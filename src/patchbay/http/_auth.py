@@ -23,7 +23,7 @@ from patchbay._errors import ConfigError, SecretError, Unauthorized, UpstreamUna
 from patchbay.http._secrets import Secret, SecretResolver
 from patchbay.http._tls import MutualTls
 from patchbay.http._types import Request, Response, Transport
-from patchbay.spec._model import (
+from patchbay.spec._auth import (
     ApiKeyAuth,
     AuthSpec,
     BasicAuth,

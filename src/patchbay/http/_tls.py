@@ -17,7 +17,7 @@ import msgspec
 from patchbay._errors import SecretError
 from patchbay.http._secrets import SecretResolver
 from patchbay.http._types import Request
-from patchbay.spec._model import MtlsAuth
+from patchbay.spec._auth import MtlsAuth
 
 __all__ = ["MutualTls"]
 

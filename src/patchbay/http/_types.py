@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import msgspec
 
 from patchbay._errors import UpstreamUnavailable
-from patchbay.spec._model import DEFAULT_MAX_RESPONSE_BYTES
+from patchbay.spec._base import DEFAULT_MAX_RESPONSE_BYTES
 
 _decode = msgspec.json.Decoder().decode
 # a \uD800-\uDFFF escape: Python's json turns a lone one into a str no encoder accepts

@@ -12,7 +12,8 @@ from patchbay.observe._audit import AuditSink
 from patchbay.observe._bodies import BodyLogger
 from patchbay.observe._events import Event
 from patchbay.observe._redact import Redactor
-from patchbay.spec._model import ObserveSpec, Tool
+from patchbay.spec._model import Tool
+from patchbay.spec._ops import ObserveSpec
 
 # Resolves a secret reference to its value (the runtime's SecretResolver, revealed).
 ResolveKey = Callable[[str], Awaitable[str]]

@@ -13,7 +13,7 @@ import msgspec
 from patchbay.http._secrets import known_secret_values
 from patchbay.observe._redact import REDACTED
 from patchbay.spec import Config
-from patchbay.spec._model import BasicAuth
+from patchbay.spec._auth import BasicAuth
 
 _encode = msgspec.json.Encoder().encode
 _MIN_LEN = 4  # shorter values would redact ordinary words; the log redactor agrees

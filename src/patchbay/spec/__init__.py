@@ -1,27 +1,25 @@
 """The spec layer: immutable integrations and tools, from YAML or Python, and their schemas."""
 
-from patchbay.spec._call import CallContext
-from patchbay.spec._loader import load_config, load_config_text, load_python_config
-from patchbay.spec._model import (
+from patchbay.spec._auth import (
     ApiKeyAuth,
     AuthSpec,
     BasicAuth,
     BearerAuth,
+    JwtAuth,
+    MtlsAuth,
+    OAuth2Auth,
+)
+from patchbay.spec._call import CallContext
+from patchbay.spec._loader import load_config, load_config_text, load_python_config
+from patchbay.spec._model import (
     BreakerSpec,
     CacheSpec,
     Config,
-    Defaults,
     Example,
     ExampleAnswer,
-    GatewayAuth,
-    GatewaySpec,
-    GatewayTenant,
     Idempotency,
     Integration,
-    JwtAuth,
     ListSummary,
-    MtlsAuth,
-    OAuth2Auth,
     Operation,
     Param,
     Prefetch,
@@ -36,6 +34,12 @@ from patchbay.spec._model import (
     TenantOverride,
     Tool,
     VersionPin,
+)
+from patchbay.spec._ops import (
+    Defaults,
+    GatewayAuth,
+    GatewaySpec,
+    GatewayTenant,
 )
 from patchbay.spec._registry import (
     ToolRegistry,

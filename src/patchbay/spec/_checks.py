@@ -18,7 +18,8 @@ from jmespath.exceptions import (
 
 from patchbay._errors import ConfigError
 from patchbay.spec._imports import import_callable, load_handler
-from patchbay.spec._model import GatewayAuth, Integration, Param, Prefetch, Tool
+from patchbay.spec._model import Integration, Param, Prefetch, Tool
+from patchbay.spec._ops import GatewayAuth
 from patchbay.spec._pattern import compile_pattern
 
 # The same placeholder grammar as the request builder (http/_build.py), so what passes here

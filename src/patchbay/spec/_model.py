@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     model_validator,
 )
 
+from patchbay.spec._auth import AuthSpec
+from patchbay.spec._base import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Frozen,
+    SecretRef,
+)
+from patchbay.spec._ops import Defaults, GatewaySpec, ObserveSpec
+
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
 ParamFormat = Literal["e164", "email", "date", "date-time", "uri"]
-
-
-_REFERENCE = re.compile(r"[a-z][a-z0-9+.-]*:\S+")
-DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # an integration's `max_response_bytes`
-
-
-def _reference(value: str) -> str:
-    if not _REFERENCE.fullmatch(value):
-        raise ValueError(
-            "must be a secret reference like env:NAME or file:PATH; "
-            "never put a secret in the config"
-        )
-    return value
-
-
-SecretRef = Annotated[str, AfterValidator(_reference)]
-
-
-class Frozen(BaseModel):
-    """Base of every spec object: immutable, unknown keys are errors."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class Param(Frozen):
@@ -222,57 +204,6 @@ class Guard(Frozen):
         return self
 
 
-class ApiKeyAuth(Frozen):
-    type: Literal["api_key"]
-    secret: SecretRef
-    header: str | None = "X-API-Key"
-    query: str | None = None  # send as this query parameter instead of a header
-
-
-class BearerAuth(Frozen):
-    type: Literal["bearer"]
-    secret: SecretRef
-
-
-class BasicAuth(Frozen):
-    type: Literal["basic"]
-    username: str
-    secret: SecretRef
-
-
-class OAuth2Auth(Frozen):
-    type: Literal["oauth2"]
-    token_url: str
-    client_id: str
-    secret: SecretRef  # the client secret reference
-    scope: str | None = None
-    audience: str | None = None
-    refresh_before_s: float = Field(default=30.0, ge=0)
-
-
-class JwtAuth(Frozen):
-    type: Literal["jwt"]
-    algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
-    secret: SecretRef  # HMAC secret or PEM private key reference
-    claims: dict[str, Any] = Field(default_factory=dict)
-    ttl_s: float = Field(default=60.0, gt=0)
-    key_id: str | None = None
-    header: str = "Authorization"
-
-
-class MtlsAuth(Frozen):
-    type: Literal["mtls"]
-    cert: SecretRef  # reference to a PEM client certificate
-    key: SecretRef  # reference to its PEM private key
-    ca: SecretRef | None = None  # reference to a PEM CA bundle to verify the server
-
-
-AuthSpec = Annotated[
-    ApiKeyAuth | BearerAuth | BasicAuth | OAuth2Auth | JwtAuth | MtlsAuth,
-    Field(discriminator="type"),
-]
-
-
 class VersionPin(Frozen):
     """Pin the API version, by header or by path prefix."""
 
@@ -450,67 +381,6 @@ class Tool(Frozen):
         if param.default is not None:
             return False
         return not (self.require and name in self.require.one_of)
-
-
-class GatewayTenant(Frozen):
-    """One tenant's own gateway credentials: a request bearing one of them runs as the tenant."""
-
-    bearer: SecretRef | None = None
-    retell_api_key: SecretRef | None = None
-    elevenlabs_secret: SecretRef | None = None
-    vapi_secret: SecretRef | None = None
-
-
-class GatewayAuth(Frozen):
-    """How gateway callers authenticate; the top-level secrets are the operator's."""
-
-    bearer: SecretRef | None = None  # secret reference for `Authorization: Bearer`
-    open: bool = False  # explicitly accept unauthenticated callers
-    retell_api_key: SecretRef | None = None  # secret reference, verifies X-Retell-Signature
-    elevenlabs_secret: SecretRef | None = None
-    vapi_secret: SecretRef | None = None  # secret reference, compared with X-Vapi-Secret
-    tenants: dict[str, GatewayTenant] = Field(default_factory=dict)  # credentials bound to one
-
-
-class GatewaySpec(Frozen):
-    """Settings of `patchbay serve`."""
-
-    auth: GatewayAuth = Field(default_factory=GatewayAuth)
-    public_url: str | None = None  # where platforms reach the gateway, for exports
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
-    # Longest wait for a request's headers, and for its body, before the connection is closed.
-    read_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    # Tool calls of one platform message (Vapi) that run; each one past it gets an error.
-    max_tool_calls_per_message: int = Field(default=16, ge=1, le=1000)
-
-
-class Defaults(Frozen):
-    """Project-wide defaults."""
-
-    phone_region: str = "US"
-
-
-class LogSpec(Frozen):
-    """`observe.log`: the level of patchbay's loggers and whether tool bodies are logged."""
-
-    level: Literal["debug", "info", "warning", "error"] | None = None  # None: leave as is
-    # none: no bodies; shape: keys and types; redacted: values, secrets and PII masked
-    bodies: Literal["none", "shape", "redacted"] = "none"
-
-
-class AuditSpec(Frozen):
-    """`observe.audit`: the hash-chained audit trail, one line per tool call."""
-
-    path: str
-    key: SecretRef | None = None  # HMAC key: without it nobody can recompute the chain
-    rotate_bytes: int | None = Field(default=None, ge=1024)  # start a new file past this size
-
-
-class ObserveSpec(Frozen):
-    """`observe`: the sinks a runtime built from the config writes to (each part optional)."""
-
-    log: LogSpec = Field(default_factory=LogSpec)
-    audit: AuditSpec | None = None
 
 
 class Config(Frozen):

@@ -9,8 +9,8 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import AfterValidator, BaseModel
 from pydantic.fields import FieldInfo
 
+from patchbay.spec._base import SecretRef
 from patchbay.spec._messages import Loc, join_loc
-from patchbay.spec._model import SecretRef
 
 __all__ = ["secret_references"]
 
