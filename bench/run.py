@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each printing ratios against a floor measured in the same run.
 
 The machine is shared and noisy: read the ratios, not the absolute figures. Pass section names
-(core, resilience, hang, redis, gateway, cli) to run only those.
+(core, resilience, hang, redis, gateway, tracing, observe, cli, import) to run only those.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from cli_start import bench_cli_start
+from contracts import bench_contracts
 from core import bench_core, report_core
+from importing import bench_import
 from resilience_hang import bench_hang
+from tracing import bench_tracing
 
 from gateway import bench_gateway
+from observe import bench_observe, report_observe
 from resilience import (
     bench_breaker_cache,
     bench_redis_overhead,
@@ -44,6 +48,26 @@ async def _gateway() -> None:
     await bench_gateway()
 
 
+async def _tracing() -> None:
+    for line in await bench_tracing():
+        print(line, flush=True)
+
+
+async def _contracts() -> None:
+    for line in await bench_contracts():
+        print(line, flush=True)
+
+
+async def _observe() -> None:
+    for line in report_observe(await bench_observe()):
+        print(line, flush=True)
+
+
+async def _import() -> None:
+    for line in bench_import():
+        print(line, flush=True)
+
+
 async def _cli() -> None:
     for line in bench_cli_start():
         print(line, flush=True)
@@ -55,7 +79,14 @@ SECTIONS = {
     "hang": ("a hung API against the tool's budget", _hang),
     "redis": ("Redis state against memory, per call", _redis),
     "gateway": ("the gateway: POST /vapi at 64 callers against in-process calls", _gateway),
+    "tracing": ("OpenTelemetry tracing on against off, 64 lookups in flight", _tracing),
+    "contracts": (
+        "response contracts: get_customer with response.expect against without",
+        _contracts,
+    ),
+    "observe": ("the audit sink (and every file sink) per call, on against off", _observe),
     "cli": ("CLI start-up: each command as a subprocess against `python -c pass`", _cli),
+    "import": ("patchbay import openapi on Stripe's document (target: under 10 s)", _import),
 }
 
 

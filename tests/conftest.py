@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
+import random
 import shutil
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
+import asyncpg
 import pytest
 import redis
 
@@ -92,6 +97,125 @@ def redis_server_factory() -> Iterator[Callable[[], RedisServer]]:
         server.kill()
 
 
+class LocalRedisCluster:
+    """A private 3-node Redis Cluster (no replicas) on free loopback ports, each node a process."""
+
+    def __init__(self, folder: Path) -> None:
+        self.ports = _cluster_ports(3)
+        self.url = f"redis+cluster://127.0.0.1:{self.ports[0]}"
+        self._folder = folder
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        for port in self.ports:
+            node = self._folder / str(port)
+            node.mkdir(parents=True, exist_ok=True)
+            command = [
+                "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--save", "", "--appendonly", "no",
+            ]  # fmt: skip
+            self._procs.append(
+                subprocess.Popen(
+                    command, cwd=node, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+        for port in self.ports:
+            _wait_until(lambda port=port: _answers(("127.0.0.1", port)), f"node {port}")
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        done = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-500:]!r}")
+        _wait_until(self._ready, "cluster_state:ok on every node")
+
+    def _ready(self) -> bool:
+        for port in self.ports:
+            client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+            try:
+                if client.cluster("info").get("cluster_state") != "ok":
+                    return False
+            except (redis.RedisError, OSError):
+                return False
+            finally:
+                client.close()
+        return True
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def _cluster_ports(n: int) -> list[int]:
+    """Free ports whose cluster bus ports (port + 10000, Redis's rule) are free too."""
+    found: list[int] = []
+    while len(found) < n:
+        port = random.randint(20000, 45000)
+        if port in found or not all(_bindable(p) for p in (port, port + 10000)):
+            continue
+        found.append(port)
+    return found
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _wait_until(check: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(
+    tmp_path_factory: pytest.TempPathFactory, require_binary: Callable[..., str]
+) -> Iterator[str]:
+    """`redis+cluster://` URL of a 3-node Redis Cluster this session starts for itself."""
+    require_binary("redis-server", package="redis-server")
+    require_binary("redis-cli", package="redis-tools")
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_prefix(redis_cluster_url: str) -> Iterator[str]:
+    """A key prefix of this test's own on the cluster; its keys are removed afterwards."""
+    prefix = f"patchbay-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.RedisCluster.from_url(redis_cluster_url.replace("redis+cluster", "redis"))
+    try:
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def _redis_base_url(request: pytest.FixtureRequest) -> str:
     if _answers(_LOCAL_REDIS, _LOCAL_DB):
@@ -118,6 +242,65 @@ def redis_key_prefix(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+_LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The machine's PostgreSQL (trust auth on loopback), started if it is installed but down.
+
+    `.ci/run` sets PATCHBAY_REQUIRE_BINARIES=1: there a PostgreSQL that never answers fails the
+    tests that need it; elsewhere they are skipped.
+    """
+    url = os.environ.get("PATCHBAY_TEST_POSTGRES", _LOCAL_POSTGRES)
+    if not _port_open(("127.0.0.1", 5432)) and shutil.which("pg_ctlcluster"):
+        versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+        for version in versions[-1:]:
+            command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"]
+            subprocess.run(command, capture_output=True, check=False, timeout=60)
+    if not _port_open(("127.0.0.1", 5432)):
+        message = "PostgreSQL does not answer on 127.0.0.1:5432"
+        if os.environ.get("PATCHBAY_REQUIRE_BINARIES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def postgres_key_prefix() -> Iterator[str]:
+    """A key prefix of this test's own in the shared state table; its rows are removed after.
+
+    Synchronous, so other fixtures can ask for it from inside a running event loop: the
+    clean-up runs its own loop on a thread of its own.
+    """
+    prefix = f"patchbay-test:{uuid.uuid4().hex}:"
+    yield prefix
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _remove_postgres_keys(prefix)).result(timeout=30)
+
+
+async def _remove_postgres_keys(prefix: str) -> None:
+    try:
+        conn = await asyncpg.connect(os.environ.get("PATCHBAY_TEST_POSTGRES", _LOCAL_POSTGRES))
+    except (OSError, asyncpg.PostgresError):
+        return  # no PostgreSQL here: the test did not use it
+    try:
+        for table in ("patchbay_state", "patchbay_state_fields"):
+            await conn.execute(f"DELETE FROM {table} WHERE starts_with(key, $1)", prefix)
+    except asyncpg.UndefinedTableError:
+        pass  # the table was never created: nothing to remove
+    finally:
+        await conn.close()
+
+
+def _port_open(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 # The example billing API behind a fault-injecting proxy, for runtime and resilience tests.

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         UpstreamError,
         UpstreamUnavailable,
     )
+    from patchbay.http import SecretProvider, SecretResolver, register_secret_provider
     from patchbay.runtime import (
         ErrorInfo,
         HandlerClient,
@@ -75,6 +76,8 @@ __all__ = [
     "RateLimited",
     "SchemaFormat",
     "SecretError",
+    "SecretProvider",
+    "SecretResolver",
     "TenantRefused",
     "Tool",
     "ToolCall",
@@ -90,6 +93,7 @@ __all__ = [
     "load_config",
     "load_python_config",
     "merge_tools",
+    "register_secret_provider",
 ]
 
 # Each name's module is imported on first use, for start-up time (see patchbay._lazy).
@@ -117,6 +121,11 @@ __getattr__, __dir__ = lazy_exports(
             "Unauthorized",
             "UpstreamError",
             "UpstreamUnavailable",
+        ),
+        ".http": (
+            "SecretProvider",
+            "SecretResolver",
+            "register_secret_provider",
         ),
         ".runtime": (
             "ErrorInfo",

@@ -136,6 +136,10 @@ def test_exposition_parses_with_the_expected_families() -> None:
         "pb_rate_limit_wait_seconds": "histogram",
         "pb_background_writes": "counter",
         "pb_anomalies": "counter",
+        "pb_contract_mismatches": "counter",
+        "pb_deprecations": "counter",
+        "pb_version_tool_calls": "counter",
+        "pb_version_request_seconds": "histogram",
     }
     assert families["pb_tool_calls"].documentation == "Tool calls by tool and outcome."
     assert [s.name for s in families["pb_cache_hits"].samples] == ["pb_cache_hits_total"]

@@ -142,6 +142,9 @@ async def test_cache_lives_until_ttl_or_invalidation(tmp_path: Path) -> None:
     clock.now += 59
     assert (await resolver.resolve("file:rotating")).reveal() == "first-value"
     clock.now += 2
+    # past the TTL the old value is served while one refresh runs; `fresh` waits for it
+    assert (await resolver.resolve("file:rotating")).reveal() == "first-value"
+    assert (await resolver.resolve("file:rotating", fresh=True)).reveal() == "second-value"
     assert (await resolver.resolve("file:rotating")).reveal() == "second-value"
     path.write_text("third-value")
     resolver.invalidate("file:rotating")

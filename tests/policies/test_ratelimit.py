@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from patchbay import CallContext
 from patchbay.http._types import Request, Response
 from patchbay.observe import MemorySink
@@ -70,11 +72,12 @@ async def test_the_injected_sleep_does_the_waiting() -> None:
         slept.append(seconds)
 
     config = make_config({"rate_limit": {"per_second": 10, "burst": 1}})
-    async with make_runtime(config, FakeTransport(), sleep=record) as rt:
+    # A clock that stands still: the waits are exactly the reservations, however slow the host.
+    store = MemoryStore(clock=lambda: 1000.0)
+    async with make_runtime(config, FakeTransport(), sleep=record, store=store) as rt:
         for i in range(3):
             assert (await rt.call_tool("get_item", ITEM, f"c-{i}")).ok
-    assert len(slept) == 2
-    assert 0.09 <= slept[0] <= 0.1 and 0.19 <= slept[1] <= 0.2
+    assert slept == pytest.approx([0.1, 0.2])
 
 
 async def test_every_retry_pays_for_its_slot() -> None:

@@ -101,11 +101,11 @@ def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
 def billing_yaml(
     integration: Mapping[str, Any] | None = None,
     tools: Mapping[str, Any] | None = None,
-    state: str = "memory",
+    state: str | Mapping[str, str] = "memory",
 ) -> str:
     """BASE as YAML, with `integration` merged into `billing` and `tools` into the tools."""
     data = copy.deepcopy(BASE)
-    data["state"] = state
+    data["state"] = state if isinstance(state, str) else dict(state)
     _merge(data["integrations"]["billing"], integration or {})
     _merge(data["tools"], tools or {})
     return yaml.safe_dump(data)

@@ -1,4 +1,5 @@
-"""Several replicas in separate processes, sharing one Redis: one rate, one breaker, one charge."""
+"""Several replicas in separate processes, sharing one state (Redis, PostgreSQL, or Redis beside
+PostgreSQL): one rate, one breaker, one charge."""
 
 from __future__ import annotations
 
@@ -63,15 +64,36 @@ class Replica:
 Start = Callable[..., Any]
 
 
+@pytest.fixture(params=["redis", "postgresql", "split"])
+def shared_state(request: pytest.FixtureRequest) -> str | dict[str, str]:
+    """The `state:` the replicas share: Redis, PostgreSQL, or Redis fast beside PostgreSQL."""
+    return _state_of(request.param, request)
+
+
+def _state_of(kind: str, request: pytest.FixtureRequest) -> str | dict[str, str]:
+    redis_url: str = request.getfixturevalue("redis_url")
+    if kind == "redis":
+        return redis_url
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    if kind == "postgresql":
+        return postgres_url
+    return {"fast": redis_url, "durable": postgres_url}
+
+
 @pytest.fixture
-async def replicas(tmp_path: Path, redis_url: str, redis_key_prefix: str) -> AsyncIterator[Start]:
-    """Start n replica processes over one config text, with `state:` the test's Redis."""
+async def replicas(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_key_prefix: str, postgres_key_prefix: str
+) -> AsyncIterator[Start]:
+    """Start n replica processes over one config text (its `state:` shared by all of them)."""
     started: list[Replica] = []
 
     async def start(n: int, text: str, env: Mapping[str, str]) -> list[Replica]:
         config = tmp_path / f"replica-{len(started)}.yaml"
         config.write_text(text)
-        child_env = {**os.environ, **env, "PATCHBAY_KEY_PREFIX": redis_key_prefix}
+        prefix = redis_key_prefix if "postgres" not in text else postgres_key_prefix
+        if "redis+cluster" in text:
+            prefix = request.getfixturevalue("redis_cluster_prefix")
+        child_env = {**os.environ, **env, "PATCHBAY_KEY_PREFIX": prefix}
         procs = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -112,13 +134,13 @@ async def proxy(billing: BillingServer) -> AsyncIterator[FaultProxy]:
 
 
 async def test_replicas_hold_one_global_rate(
-    replicas: Start, redis_url: str, billing: BillingServer, proxy: FaultProxy
+    replicas: Start, shared_state: str | dict[str, str], billing: BillingServer, proxy: FaultProxy
 ) -> None:
     rate, burst, each = 20, 2, 15
     text = billing_yaml(
         {"rate_limit": {"per_second": rate, "burst": burst}},
         {"get_customer": {"budget_s": 5}},
-        state=redis_url,
+        state=shared_state,
     )
     group = await replicas(3, text, _env(billing, proxy.url))
     at = time.time() + 0.3
@@ -129,7 +151,7 @@ async def test_replicas_hold_one_global_rate(
         )
     )
     results = [result for answer in answers for result in answer]
-    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:2]
+    assert all(r["ok"] for r in results), [r["error"] for r in results if not r["ok"]][:2]
     stats = proxy.stats()
     assert stats.total == 3 * each
     # Scheduling jitter may bunch a request or two; separate limits would let in 3 x 22.
@@ -138,10 +160,10 @@ async def test_replicas_hold_one_global_rate(
 
 
 async def test_replicas_see_one_breaker(
-    replicas: Start, redis_url: str, billing: BillingServer, proxy: FaultProxy
+    replicas: Start, shared_state: str | dict[str, str], billing: BillingServer, proxy: FaultProxy
 ) -> None:
     breaker = {"breaker": {"failure_rate": 0.5, "window": 10, "min_calls": 5, "open_s": 30}}
-    a, b = await replicas(2, billing_yaml(breaker, state=redis_url), _env(billing, proxy.url))
+    a, b = await replicas(2, billing_yaml(breaker, state=shared_state), _env(billing, proxy.url))
     # B has seen the breaker closed, and holds that copy.
     assert (await b.call("get_customer", CUSTOMER, ["b-0"]))[0]["ok"]
     proxy.add(Fault("status", status=503))
@@ -152,7 +174,9 @@ async def test_replicas_see_one_breaker(
     seen = proxy.stats().total
     await asyncio.sleep(0.1)  # beyond the 50 ms refresh bound of B's copy
     refused = await b.call("get_customer", CUSTOMER, [f"b-{i}" for i in range(1, 6)])
-    assert all(r["error"]["code"] == "circuit_open" for r in refused), refused
+    assert all(r["error"]["code"] == "circuit_open" for r in refused), [
+        (r["ok"], r["error"] and r["error"]["code"]) for r in refused
+    ]
     assert refused[0]["say"] == "I can't reach billing right now."
     assert proxy.stats().total == seen, "B made no request"
 
@@ -183,14 +207,23 @@ async def careless_upstream() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]
     await runner.cleanup()
 
 
+@pytest.fixture(params=["redis", "redis-cluster", "postgresql", "split"])
+def payment_state(request: pytest.FixtureRequest) -> str | dict[str, str]:
+    """As `shared_state`, and a 3-node Redis Cluster too."""
+    if request.param == "redis-cluster":
+        cluster: str = request.getfixturevalue("redis_cluster_url")
+        return cluster
+    return _state_of(request.param, request)
+
+
 async def test_replicas_dedupe_one_payment_asked_of_all(
     replicas: Start,
-    redis_url: str,
+    payment_state: str | dict[str, str],
     billing: BillingServer,
     careless_upstream: tuple[str, list[dict[str, Any]]],
 ) -> None:
     url, charges = careless_upstream
-    group = await replicas(3, billing_yaml(state=redis_url), _env(billing, url))
+    group = await replicas(3, billing_yaml(state=payment_state), _env(billing, url))
     at = time.time() + 0.3
     answers = await asyncio.gather(*(r.call("pay_invoice", PAYMENT, ["call-1"], at) for r in group))
     results = [answer[0] for answer in answers]

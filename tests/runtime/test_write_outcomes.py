@@ -131,10 +131,11 @@ async def test_every_attempt_timing_out_is_a_timeout(
 async def test_an_unknown_customer_is_not_an_outage(make_runtime: RuntimeFactory) -> None:
     failed = '    say: {failed: "I can\'t reach billing right now."}\n'
     text = EXAMPLE.read_text().replace(
-        "      messages: {CS_404: customer not found}\n",
-        "      messages: {CS_404: customer not found}\n" + failed,
+        "    budget_s: 3\n  lookup_customer_invoices:",
+        "    budget_s: 3\n" + failed + "  lookup_customer_invoices:",
         1,
     )
+    assert failed in text
     rt = make_runtime(text)
     result = await rt.call_tool("get_customer", {"customer_id": "cus_nobody"}, "c-nf")
     assert result.error is not None and result.error.code == "not_found"

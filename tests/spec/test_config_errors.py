@@ -199,12 +199,12 @@ def test_background_mode_on_a_read() -> None:
 
 
 def test_unknown_state_scheme() -> None:
-    errors = _errors("state: postgres://db/1\n" + HEAD + READ)
+    errors = _errors("state: mysql://db/1\n" + HEAD + READ)
     assert errors == [
         (
             "state",
-            "unknown state store 'postgres://db/1'; use memory, sqlite:///path or "
-            "redis://host:port/db",
+            "unknown state store 'mysql://db/1'; use memory, sqlite:///path, "
+            "redis://host:port/db, redis+cluster://host:port or postgresql://user@host:port/db",
         )
     ]
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from patchbay.state import FallbackStore, MemoryStore, RedisStore, SQLiteStore, StateStore
+from patchbay.state import (
+    FallbackStore,
+    MemoryStore,
+    PostgresStore,
+    RedisStore,
+    SQLiteStore,
+    StateStore,
+)
 
 Opener = Callable[[], StateStore]
 
@@ -17,6 +24,8 @@ SHARED = [
     "sqlite",
     pytest.param("redis", marks=pytest.mark.redis),
     pytest.param("fallback", marks=pytest.mark.redis),
+    "postgresql",
+    pytest.param("redis-cluster", marks=pytest.mark.redis),
 ]
 # "fallback-down" is a FallbackStore whose Redis never answers: it must behave as memory does.
 ALL = ["memory", *SHARED, "fallback-down"]
@@ -53,6 +62,21 @@ async def _opener(
 
         def opener() -> StateStore:
             return remember(SQLiteStore(tmp_path / "state.db"))
+
+    elif name == "postgresql":
+        pg_url: str = request.getfixturevalue("postgres_url")
+        pg_prefix: str = request.getfixturevalue("postgres_key_prefix")
+
+        def opener() -> StateStore:
+            return remember(PostgresStore(pg_url, prefix=pg_prefix))
+
+    elif name == "redis-cluster":
+        cluster_url: str = request.getfixturevalue("redis_cluster_url")
+        cluster_prefix: str = request.getfixturevalue("redis_cluster_prefix")
+        node = cluster_url.replace("redis+cluster://", "redis://", 1)
+
+        def opener() -> StateStore:
+            return remember(RedisStore(node, prefix=cluster_prefix, cluster=True))
 
     else:
         url: str = request.getfixturevalue("redis_url")

@@ -20,7 +20,7 @@ PAST_TTL = 0.4
 
 async def test_backend_implements_the_protocol(store: StateStore) -> None:
     assert isinstance(store, StateStore)
-    assert store.backend in {"memory", "sqlite", "redis", "fallback"}
+    assert store.backend in {"memory", "sqlite", "redis", "fallback", "postgresql"}
 
 
 async def test_get_set_delete(store: StateStore) -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 import patchbay.state
-from patchbay.state import FallbackStore, MemoryStore, RedisStore, SQLiteStore, open_store
+from patchbay.state import (
+    FallbackStore,
+    MemoryStore,
+    PostgresStore,
+    RedisStore,
+    SQLiteStore,
+    open_store,
+)
 
 
 @pytest.mark.parametrize("url", ["memory", "memory://"])
@@ -47,25 +54,45 @@ async def test_redis_is_wrapped_in_a_fallback(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["", "postgres://db/state", "sqlite://relative.db", "sqlite:///", "redis", "/tmp/x.db"]
+    "url", ["", "mysql://db/state", "sqlite://relative.db", "sqlite:///", "redis", "/tmp/x.db"]
 )
 def test_invalid_urls_name_the_schemes_expected(url: str) -> None:
-    with pytest.raises(ValueError, match=r"expected 'memory', 'sqlite:///PATH' or 'redis://"):
+    with pytest.raises(
+        ValueError, match=r"expected 'memory', 'sqlite:///PATH', 'redis://.*'postgresql://"
+    ):
         open_store(url)
 
 
 def test_invalid_url_errors_hide_passwords() -> None:
     with pytest.raises(ValueError) as info:
-        open_store("postgres://admin:s3cret@db:5432/state")
+        open_store("mysql://admin:s3cret@db:5432/state")
     assert "s3cret" not in str(info.value)
+
+
+async def test_a_postgresql_url_opens_a_shared_durable_store() -> None:
+    store = open_store("postgresql://admin:s3cret@db:5432/state?table=pb_state&sslmode=disable")
+    try:
+        assert isinstance(store, PostgresStore) and store.backend == "postgresql"
+        assert store.url == "postgresql://admin:s3cret@db:5432/state?sslmode=disable"
+        assert "s3cret" not in repr(store) and "pb_state" in repr(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("table", ["pb-state", "x;drop", "ünïcode"])
+def test_a_postgresql_table_name_must_be_an_identifier(table: str) -> None:
+    with pytest.raises(ValueError, match="invalid table name"):
+        open_store(f"postgresql://db/state?table={table}")
 
 
 def test_public_names() -> None:
     assert sorted(patchbay.state.__all__) == [
         "FallbackStore",
         "MemoryStore",
+        "PostgresStore",
         "RedisStore",
         "SQLiteStore",
+        "SplitStore",
         "StateError",
         "StateStore",
         "StateTypeError",

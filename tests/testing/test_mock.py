@@ -306,3 +306,57 @@ def test_a_bad_openapi_document_is_a_clear_error(tmp_path: Path) -> None:
     cfg = load_config_text(APPOINTMENTS)
     with pytest.raises(ValueError, match="not an OpenAPI document"):
         MockApi(cfg, openapi=bad)
+
+
+CONTRACT = """
+version: 1
+integrations:
+  crm:
+    base_url: http://127.0.0.1:9
+tools:
+  get_account:
+    integration: crm
+    description: Fetch an account by its id.
+    parameters:
+      account_id: {type: string}
+    request: {method: GET, path: "/accounts/{account_id}"}
+    response:
+      root: account
+      fields: {name: name, balance: balance_cents, open: is_open}
+      enforce: true
+      expect:
+        type: object
+        required: [account]
+        properties:
+          account:
+            type: object
+            required: [account_id, name, balance_cents, is_open, plan]
+            properties:
+              account_id: {type: string}
+              name: {type: string}
+              balance_cents: {type: integer, minimum: 0}
+              is_open: {type: boolean}
+              plan: {enum: [basic, pro]}
+"""
+
+
+async def test_without_examples_the_mock_answers_what_the_response_contract_describes() -> None:
+    cfg = load_config_text(CONTRACT)
+    async with MockApi(cfg) as running, ToolRuntime(_pointed_at(cfg, running)) as runtime:
+        found = await runtime.call_tool("get_account", {"account_id": "acc_42"}, "c-1")
+        # `enforce: true`: an answer outside the contract would be an error, not a result.
+        assert found.ok, found.to_dict()
+        assert found.result == {"name": "string", "balance": 0, "open": True}
+        async with aiohttp.ClientSession() as session:
+            url = running.url_for("crm") + "/accounts/acc_7"
+            async with session.get(url) as answer:
+                body = await answer.json()
+    assert body == {
+        "account": {
+            "account_id": "acc_7",  # the argument, echoed where the contract names it
+            "name": "string",
+            "balance_cents": 0,
+            "is_open": True,
+            "plan": "basic",
+        }
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer import _click as click  # typer vendors click: its commands are these classes
@@ -148,8 +148,73 @@ def secrets_or_exit(
 
     errors = asyncio.run(check_secrets(cfg))
     if integration is not None:
-        errors = [e for e in errors if _used_by(e.location, integration, tenant)]
+        errors = [e for e in errors if _used_by(e.location, integration, tenant) or _observed(e)]
     for err in errors:
         print(f"patchbay: {err}", file=sys.stderr)
     if errors:
         raise typer.Exit(2)
+
+
+def _observed(err: ConfigError) -> bool:
+    """Whether an error is about `observe` (audit key, collector headers): every run uses it."""
+    return err.location.startswith("observe.")
+
+
+def observe_or_exit(
+    cfg: Config, *, logs: bool = False, runtime: bool = False, serves_metrics: bool = False
+) -> dict[str, Any]:
+    """Refuse (exit 2) an `observe` block this installation cannot honour.
+
+    With `logs` (commands that set up no logging of their own), `observe.log.level` sends
+    patchbay's logs, events among them, to stderr. With `runtime`, the keyword arguments of
+    the command's ToolRuntime that `observe` asks for (`otel` for `observe.otlp`); the other
+    sinks the runtime builds from the config itself. Without `serves_metrics` (no /metrics),
+    `prometheus` without a `path` is said to publish nothing.
+    """
+    # Imported when a command runs, for start-up time (see `app`).
+    import logging
+
+    from patchbay.observe._configured import OTEL_MISSING, file_errors, otel_installed
+
+    observe = cfg.observe
+    if observe.otlp is not None and not otel_installed():
+        fail(OTEL_MISSING)
+    if logs and observe.log.level is not None:
+        logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("patchbay").setLevel(observe.log.level.upper())
+    if not runtime:
+        return {}
+    if observe.prometheus is not None and observe.prometheus.path is None and not serves_metrics:
+        print(
+            "warning: observe.prometheus: this command serves no /metrics; set "
+            "observe.prometheus.path to write the metrics to a file",
+            file=sys.stderr,
+        )
+    unwritable = file_errors(cfg)
+    for err in unwritable:
+        print(f"patchbay: {err}", file=sys.stderr)
+    if unwritable:
+        raise typer.Exit(2)
+    return {} if observe.otlp is None else {"otel": _otlp_or_exit(cfg)}
+
+
+def _otlp_or_exit(cfg: Config) -> Any:
+    """`observe.otlp`'s exporter, its header references resolved by the config's resolver."""
+    # Imported when a command runs, for start-up time (see `app`).
+    import asyncio
+
+    from patchbay._errors import SecretError
+    from patchbay.http import build_resolver
+    from patchbay.observe._configured import otlp_from_config
+
+    resolver = build_resolver(cfg)
+
+    async def reveal(ref: str) -> str:
+        return (await resolver.resolve(ref)).reveal()
+
+    try:
+        return asyncio.run(otlp_from_config(cfg.observe, reveal))
+    except ConfigError as exc:
+        fail(str(exc))
+    except (SecretError, ValueError, RuntimeError) as exc:  # the reason names no value
+        fail(f"observe.otlp: {exc}")

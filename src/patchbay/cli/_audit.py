@@ -72,14 +72,14 @@ def _key(key_env: str | None, config: str | None) -> bytes | None:
     import asyncio
 
     from patchbay._errors import SecretError
-    from patchbay.http import SecretResolver
+    from patchbay.http import build_resolver
 
     cfg = load_or_exit(config)
     audit = cfg.observe.audit
     if audit is None or audit.key is None:
         return None
     try:
-        secret = asyncio.run(SecretResolver(base_dir=cfg.base_dir).resolve(audit.key))
+        secret = asyncio.run(build_resolver(cfg).resolve(audit.key))
     except SecretError as exc:
         fail(f"observe.audit.key: {exc}")
     return secret.reveal().encode()

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from patchbay.cli._app import CONFIG_HELP, app, fail, load_or_exit, secrets_or_exit
+from patchbay.cli._app import (
+    CONFIG_HELP,
+    app,
+    fail,
+    load_or_exit,
+    observe_or_exit,
+    secrets_or_exit,
+)
 
 if TYPE_CHECKING:
     from patchbay.observe import Event
@@ -38,6 +45,7 @@ def validate(config: ConfigOpt = "patchbay.yaml") -> None:
 
     cfg = load_or_exit(config)
     secrets_or_exit(cfg)
+    observe_or_exit(cfg)
     for warning in state_warnings(cfg.state, cfg.tools):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {len(cfg.integrations)} integrations, {len(cfg.tools)} tools")
@@ -85,13 +93,14 @@ def call(
         fail(f"unknown tool {tool!r}; the config has: {', '.join(sorted(cfg.tools))}")
     if cfg.tools[tool].integration:
         secrets_or_exit(cfg, integration=cfg.tools[tool].integration, tenant=tenant)
+    observing = observe_or_exit(cfg, logs=True, runtime=True)
     arguments = _json_object(args, "--args")
     call_state = _json_object(state, "--state")
     ctx = CallContext(id=call_id, tenant=tenant, caller=caller, state=call_state)
 
     async def run() -> None:
-        sinks = [JsonLinesSink(sys.stderr) if events else _NoAnswer()]
-        async with ToolRuntime(cfg, sinks=sinks) as runtime:
+        sinks = [JsonLinesSink(sys.stderr) if events else _NoAnswer(), _Deprecated()]
+        async with ToolRuntime(cfg, sinks=sinks, **observing) as runtime:
             result = await runtime.execute(ToolCall(tool, arguments, ctx))
             print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), flush=True)
             # A one-shot process: background writes (accepted ones, and those being confirmed)
@@ -112,6 +121,16 @@ class _NoAnswer:
     def emit(self, event: Event) -> None:
         if event.kind == "attempt" and "error" in event.extra:
             print(f"patchbay: attempt {event.attempt}: {event.extra['error']}", file=sys.stderr)
+
+
+class _Deprecated:
+    """A warning line on stderr when the API says an endpoint is deprecated or sunset."""
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "deprecation":
+            where = f"{event.integration} {event.extra.get('endpoint', '')}".strip()
+            words = event.extra.get("words") or "deprecated"
+            print(f"warning: {where} is {words}", file=sys.stderr)
 
 
 def _drain_s(cfg: Config) -> float:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, secrets_or_exit
+from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, observe_or_exit, secrets_or_exit
 
 if TYPE_CHECKING:
     from patchbay.spec import Config
@@ -23,17 +23,18 @@ def mcp_command(
     """Serve every tool over MCP on stdin/stdout, for desktop assistants and agent SDKs."""
     loaded = load_or_exit(config)
     secrets_or_exit(loaded)  # an MCP client shows stderr once; a failure per call helps no one
+    observing = observe_or_exit(loaded, logs=True, runtime=True)  # logs: stderr, not stdout
     # Imported when the command runs, for start-up time (see cli._app).
     import asyncio
 
-    asyncio.run(_serve(loaded, call_id))
+    asyncio.run(_serve(loaded, call_id, observing))
 
 
-async def _serve(config: Config, call_id: str | None) -> None:
+async def _serve(config: Config, call_id: str | None, observing: dict[str, Any]) -> None:
     # Imported here, not at the top: the MCP SDK takes about half of the CLI's start-up time,
     # which every other command (and --help) would otherwise pay.
     from patchbay.integrations._mcp import serve_stdio
     from patchbay.runtime import ToolRuntime
 
-    async with ToolRuntime(config) as runtime:
+    async with ToolRuntime(config, **observing) as runtime:
         await serve_stdio(runtime, call_id=call_id)

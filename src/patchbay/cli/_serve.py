@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, secrets_or_exit
+from patchbay.cli._app import CONFIG_HELP, app, load_or_exit, observe_or_exit, secrets_or_exit
 
 
 @app.command()
@@ -28,5 +28,16 @@ def serve(
     cfg = load_or_exit(config)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     secrets_or_exit(cfg)  # every reference, integrations' too: fail now, not on every call
+    # Logging is set up above, by --log-level.
+    observing = observe_or_exit(cfg, runtime=True, serves_metrics=True)
     # A gateway no one may call is said once, at start, by the gateway itself.
-    run(cfg, host=host, port=port, graceful_s=graceful, log_level=log_level)
+    # SIGHUP re-reads the config file and its secrets without dropping calls in flight.
+    run(
+        cfg,
+        host=host,
+        port=port,
+        graceful_s=graceful,
+        log_level=log_level,
+        config_path=config,
+        **observing,
+    )

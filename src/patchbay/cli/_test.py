@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from patchbay.cli._app import CONFIG_HELP, _used_by, app, fail, load_or_exit
+from patchbay.cli._app import (
+    CONFIG_HELP,
+    _observed,
+    _used_by,
+    app,
+    fail,
+    load_or_exit,
+    observe_or_exit,
+)
 
 if TYPE_CHECKING:
     from patchbay.spec import Config
@@ -53,6 +61,7 @@ def test_command(
     used = used_integrations(cfg, loaded, tuple(only or ()))
     upstreams = _upstreams(against or ["mock"], used, set(cfg.integrations))
     _secrets_or_exit(cfg, loaded, used, mock=upstreams is None)
+    observe_or_exit(cfg, logs=True)
     target = "the mock" if upstreams is None else ", ".join(sorted(set(upstreams.values())))
     count = len(set(only)) if only else len(loaded.scenarios)
     noun = "scenario" if count == 1 else "scenarios"
@@ -106,7 +115,7 @@ def _secrets_or_exit(cfg: Config, loaded: Scenarios, used: list[str], *, mock: b
     errors = [
         e
         for e in asyncio.run(check_secrets(cfg))
-        if any(_used_by(e.location, i, t) for i in used for t in tenants)
+        if _observed(e) or any(_used_by(e.location, i, t) for i in used for t in tenants)
     ]
     for err in errors:
         print(f"patchbay: {err}", file=sys.stderr)

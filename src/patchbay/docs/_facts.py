@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from patchbay.spec import Config, Example, Integration, Param, RetrySpec, Tool
+from patchbay.spec._returns import returns_schema
 
 __all__ = ["ErrorMode", "Input", "Interaction", "Page", "Step", "ToolDoc", "pages"]
 
@@ -78,6 +79,7 @@ class ToolDoc:
     api_messages: tuple[tuple[str, str], ...]  # (API error code, words)
     limits: tuple[tuple[str, str], ...]
     interactions: tuple[tuple[Interaction, Step], ...]
+    returns: Mapping[str, Any] | None = None  # JSON Schema of what the LLM receives
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +306,8 @@ def _kind(tool: Tool) -> str:
         return "answered by patchbay"
     if tool.request is not None:
         return f"{tool.request.method} {tool.request.path}"
+    if tool.graphql is not None:
+        return f"GraphQL {tool.graphql.kind} {tool.graphql.operation}"
     return f"Python handler {tool.handler}"
 
 
@@ -340,6 +344,7 @@ def tool_doc(
         api_messages=tuple(tool.response.messages.items()),
         limits=_limits(tool, integration),
         interactions=used,
+        returns=returns_schema(tool),
     )
 
 

@@ -100,6 +100,9 @@ def _tool(doc: ToolDoc) -> str:
         out.append(_table(["field", "from the answer"], doc.outputs))
     else:
         out.append("<p>The API's answer (or the handler's result), trimmed for the LLM.</p>")
+    if doc.returns is not None:
+        schema = json.dumps(doc.returns, indent=2, ensure_ascii=False)
+        out.append(f"<p>What the LLM receives (JSON Schema):</p><pre>{escape(schema)}</pre>")
     for example in doc.examples:
         body = json.dumps(example.answer.body, indent=2, ensure_ascii=False)
         out.append(

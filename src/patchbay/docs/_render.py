@@ -70,6 +70,9 @@ def _tool(doc: ToolDoc) -> list[str]:
         out += _table(["field", "from the answer"], doc.outputs)
     else:
         out += ["The API's answer (or the handler's result), trimmed to what the LLM needs.", ""]
+    if doc.returns is not None:
+        schema = json.dumps(doc.returns, indent=2, ensure_ascii=False)
+        out += ["What the LLM receives (JSON Schema):", "", "```json", schema, "```", ""]
     for example in doc.examples:
         out += [
             f"Example: arguments {_code(as_json(example.args))} → "

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patchbay._errors import ConfigError
 from patchbay.gateway._auth import Caller, Credentials, retell_signature_shaped
+from patchbay.gateway._dashboard import dashboard_routes
 from patchbay.gateway._elevenlabs import elevenlabs_call
 from patchbay.gateway._http import (
     JSON,
@@ -41,8 +42,9 @@ from patchbay.gateway._http import (
     text_or_none,
 )
 from patchbay.gateway._retell import retell_call
+from patchbay.gateway._trace import continued
 from patchbay.gateway._vapi import answer_vapi
-from patchbay.http import SecretResolver
+from patchbay.http import SecretResolver, build_resolver
 from patchbay.integrations._mcp import HEADER_TENANT, SCOPE_TENANT
 from patchbay.observe._metrics import METRICS_CONTENT_TYPE, PrometheusSink
 from patchbay.runtime import ToolCall, ToolRuntime
@@ -75,6 +77,7 @@ class Gateway:
         self.credentials = credentials
         self.metrics = metrics
         self.max_body = config.gateway.max_body_bytes
+        self.tracing = getattr(runtime, "tracing", None)  # None: the runtime does not trace
         auth = config.gateway.auth
         keys = [auth.retell_api_key, *(t.retell_api_key for t in auth.tenants.values())]
         self.signs_retell = any(keys)
@@ -106,6 +109,8 @@ class Gateway:
         Every outcome is counted, and shaped for the surface's caller, who can always parse it.
         """
         started = time.perf_counter()
+        if self.tracing is not None:  # a caller's traceparent: the parent of its tool calls
+            work = functools.partial(continued, self.tracing, request.headers, work)
         try:
             data = await work()
         except DoorError as err:
@@ -336,6 +341,7 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
         Route("/tools", list_tools, methods=["GET"]),
         Route("/calls/{call_id}/start", start_call, methods=["POST"]),
         Route("/calls/{call_id}/end", end_call, methods=["POST"]),
+        *dashboard_routes(gw),
     ]
 
 
@@ -469,16 +475,18 @@ def create_app(
 ) -> Starlette:
     """The gateway's ASGI app for `runtime`, authenticating callers as `config.gateway` says.
 
-    `secrets` resolves the gateway's secret references (default: a resolver rooted at the
-    config's directory). `extra_mounts` adds routes (the MCP server at /mcp), which the gateway
-    guards with its bearer check; `extra_lifespan` runs inside the app's lifespan for them.
-    A `PrometheusSink` is attached to the runtime unless one is passed in. With
+    `secrets` resolves the gateway's secret references (default: `build_resolver(cfg)`, which
+    knows the config's secret managers). `extra_mounts` adds routes (the MCP server at /mcp),
+    which the gateway guards with its bearer check; `extra_lifespan` runs inside the app's
+    lifespan for them. A `PrometheusSink` is attached to the runtime unless one is passed in. With
     `close_runtime`, the app's shutdown closes the runtime once calls in flight have finished.
     """
     cfg = config if config is not None else runtime.config
-    resolver = secrets if secrets is not None else SecretResolver(base_dir=cfg.base_dir)
+    resolver = secrets if secrets is not None else build_resolver(cfg)
     creds_kw: dict[str, Any] = {} if clock_ms is None else {"clock_ms": clock_ms}
     credentials = Credentials(cfg.gateway.auth, resolver, **creds_kw)
+    if metrics is None:
+        metrics = runtime.metrics  # observe.prometheus: already on the runtime's events
     if metrics is None:
         # Names callers make up (tools, tenants) are counted under one label each.
         tenants = {t for i in cfg.integrations.values() for t in i.tenants}

@@ -2,14 +2,18 @@
 
 Each credential belongs to the operator or to one tenant, whose requests then run as it.
 
-Every secret is a reference (`env:NAME`, `file:PATH`, ...) resolved once at startup; values
-live only inside `Secret` and are compared in constant time.
+Every secret is a reference (`env:NAME`, `file:PATH`, `vault:...`, ...) resolved at startup and
+re-read in the background when its TTL (`secrets.ttl_s`) passes; a credential may list several
+references while it is rotated, and each of them is accepted. Values live only inside `Secret`
+and are compared in constant time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +34,8 @@ __all__ = [
     "sign_retell",
     "verify_retell_signature",
 ]
+
+log = logging.getLogger("patchbay.gateway")
 
 # retell-sdk's verify(): a signature older or newer than five minutes is refused.
 RETELL_TOLERANCE_MS = 5 * 60 * 1000
@@ -114,6 +120,12 @@ def _fingerprint(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
 
 
+def _refs(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 class Credentials:
     """The gateway's resolved secrets, and the decision who a request comes in as.
 
@@ -136,6 +148,10 @@ class Credentials:
         # cost does not grow with the number of tenants; the match is confirmed in constant time.
         self._known: dict[tuple[str, bytes], tuple[Secret, Caller]] = {}
         self._retell: list[tuple[Secret, Caller]] = []  # a signature is tried with each key
+        # Re-read in the background once the shortest TTL of the references passes.
+        self._refresh_s: float | None = None
+        self._refresh_at = float("inf")
+        self._refreshing: asyncio.Task[None] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -146,6 +162,10 @@ class Credentials:
         """Resolve every configured reference; a missing or shared secret raises SecretError."""
         if self._loaded:
             return
+        await self._read(fresh=False)
+        self._loaded = True
+
+    async def _read(self, *, fresh: bool) -> None:
         s = self.spec
         owners = [("gateway.auth", s, OPERATOR)] + [
             (f"gateway.auth.tenants.{name}", t, Caller(name)) for name, t in s.tenants.items()
@@ -153,26 +173,60 @@ class Credentials:
         known: dict[tuple[str, bytes], tuple[Secret, Caller]] = {}
         retell: list[tuple[Secret, Caller]] = []
         seen: dict[bytes, tuple[str, Caller]] = {}
+        ttls: list[float] = []
         for where, holder, who in owners:
             for door in _DOORS:
-                ref = getattr(holder, door)
-                if ref is None:
-                    continue
-                secret = await self._resolver.resolve(ref)
-                fingerprint = _fingerprint(secret.reveal())
-                other = seen.setdefault(fingerprint, (f"{where}.{door}", who))
-                if other[1] != who:
-                    # One value for two callers would make the request's tenant a guess.
-                    raise SecretError(
-                        f"{where}.{door} resolves to the same value as {other[0]}; "
-                        "each tenant needs credentials of its own"
-                    )
-                if door == "retell_api_key":
-                    retell.append((secret, who))
-                else:
-                    known[(door, fingerprint)] = (secret, who)
+                for ref in _refs(getattr(holder, door)):
+                    ttl = self._resolver.ttl_of(ref)
+                    if ttl is not None:
+                        ttls.append(ttl)
+                    secret = await self._resolver.resolve(ref, fresh=fresh)
+                    self._add(secret, f"{where}.{door}", door, who, seen, known, retell)
         self._known, self._retell = known, retell
-        self._loaded = True
+        self._refresh_s = min(ttls, default=None)
+        if self._refresh_s is not None:
+            self._refresh_at = time.monotonic() + self._refresh_s
+
+    @staticmethod
+    def _add(
+        secret: Secret,
+        place: str,
+        door: str,
+        who: Caller,
+        seen: dict[bytes, tuple[str, Caller]],
+        known: dict[tuple[str, bytes], tuple[Secret, Caller]],
+        retell: list[tuple[Secret, Caller]],
+    ) -> None:
+        """Index one credential value, refusing one that another caller holds too."""
+        fingerprint = _fingerprint(secret.reveal())
+        other = seen.setdefault(fingerprint, (place, who))
+        if other[1] != who:
+            # One value for two callers would make the request's tenant a guess.
+            raise SecretError(
+                f"{place} resolves to the same value as {other[0]}; "
+                "each tenant needs credentials of its own"
+            )
+        if door == "retell_api_key":
+            retell.append((secret, who))
+        else:
+            known[(door, fingerprint)] = (secret, who)
+
+    async def refresh(self) -> None:
+        """Re-read every reference now (a TTL passed); on failure keep the current values."""
+        try:
+            await self._read(fresh=True)
+        except SecretError as exc:
+            log.warning("gateway credentials not re-read, the current ones stay: %s", exc)
+            if self._refresh_s is not None:
+                self._refresh_at = time.monotonic() + min(self._refresh_s, 10.0)
+
+    def _maybe_refresh(self) -> None:
+        if time.monotonic() < self._refresh_at or self._refreshing is not None:
+            return
+        self._refresh_at = float("inf")  # set again when the refresh ends
+        task = asyncio.get_running_loop().create_task(self.refresh())
+        self._refreshing = task
+        task.add_done_callback(lambda _: setattr(self, "_refreshing", None))
 
     @property
     def accepts_anyone(self) -> bool:
@@ -194,6 +248,8 @@ class Credentials:
 
     def check(self, surface: Surface, headers: Mapping[str, str], body: bytes = b"") -> Caller:
         """Who the request comes in as, or a 401 DoorError saying what is missing (no values)."""
+        if self._refresh_s is not None:
+            self._maybe_refresh()  # the values in hand answer this request meanwhile
         if surface is Surface.RETELL and self._retell:
             # A configured signature is always required: a bearer token does not replace it.
             signature = headers.get("x-retell-signature")

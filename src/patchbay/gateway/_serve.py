@@ -2,7 +2,9 @@
 
 On SIGTERM or SIGINT uvicorn stops accepting connections, lets the requests in flight finish
 (up to `graceful_s`), then the app's shutdown closes the runtime, which waits for background
-writes. uvloop and httptools are used when installed (measured: see bench/gateway.py).
+writes. Given the config's path, SIGHUP re-reads the config and its secrets and swaps them in
+for new requests while those in flight finish on the old ones (see `_reload`). uvloop and
+httptools are used when installed (measured: see bench/gateway.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,9 +22,11 @@ from starlette.routing import BaseRoute
 
 from patchbay.gateway._app import Lifespan, create_app
 from patchbay.gateway._protocol import protocol_class
+from patchbay.gateway._reload import ReloadingApp
 from patchbay.integrations._mcp import mcp_asgi
 from patchbay.runtime import ToolRuntime
 from patchbay.spec import Config
+from patchbay.state import StateStore, open_store
 
 try:  # optional speed-up, measured in bench/gateway.py; the gateway works without it
     import uvloop
@@ -57,6 +62,7 @@ async def serve(
     mcp: bool = True,
     freeze_gc: bool = False,
     proxy_headers: bool = False,
+    config_path: str | None = None,
     **runtime_kw: Any,
 ) -> None:
     """Serve the gateway until SIGTERM/SIGINT, then finish calls in flight and close.
@@ -68,16 +74,33 @@ async def serve(
     collector off everything built before serving. `proxy_headers` takes the caller's address
     in refusal logs from X-Forwarded-For set by a proxy on this host; it is off by default
     because it puts one more layer in front of every tool call (measured in bench/gateway.py).
+    With `config_path` (and no `runtime`), SIGHUP reloads the config from that file.
     """
-    rt = runtime if runtime is not None else ToolRuntime(config, **runtime_kw)
-    close = runtime is None if close_runtime is None else close_runtime
-    if mcp and not extra_mounts and extra_lifespan is None:
-        # MCP over streamable HTTP at /mcp, behind the same caller authentication.
-        mcp_http = mcp_asgi(rt)
-        extra_mounts, extra_lifespan = [mcp_http.route()], mcp_http.lifespan
-    app = create_app(
-        rt, config, extra_mounts=extra_mounts, extra_lifespan=extra_lifespan, close_runtime=close
-    )
+
+    def build(cfg: Config, rt: ToolRuntime, close: bool) -> Any:
+        mounts, lifespan = extra_mounts, extra_lifespan
+        if mcp and not mounts and lifespan is None:
+            # MCP over streamable HTTP at /mcp, behind the same caller authentication.
+            mcp_http = mcp_asgi(rt)
+            mounts, lifespan = [mcp_http.route()], mcp_http.lifespan
+        return create_app(
+            rt, cfg, extra_mounts=mounts, extra_lifespan=lifespan, close_runtime=close
+        )
+
+    reloading: ReloadingApp | None = None
+    if config_path is not None and runtime is None:
+
+        def generation(cfg: Config, store: StateStore) -> tuple[Any, ToolRuntime]:
+            rt = ToolRuntime(cfg, store=store, **runtime_kw)
+            return build(cfg, rt, True), rt
+
+        reloading = ReloadingApp(
+            config, config_path, generation, open_store(config.state), graceful_s
+        )
+        app: Any = reloading
+    else:
+        rt = runtime if runtime is not None else ToolRuntime(config, **runtime_kw)
+        app = build(config, rt, runtime is None if close_runtime is None else close_runtime)
     uv = uvicorn.Config(
         app,
         host=host,
@@ -101,7 +124,22 @@ async def serve(
         # What the imports and the start built lives as long as the process: moved out of the
         # collector's reach, a full collection walks only what calls allocate (bench/gateway.py).
         gc.freeze()
-    await server.serve(sockets=sockets)
+    reloads: set[asyncio.Task[bool]] = set()
+    hup = getattr(signal, "SIGHUP", None)  # POSIX only
+    if reloading is not None and hup is not None:
+        loop = asyncio.get_running_loop()
+
+        def on_hup() -> None:
+            task = loop.create_task(reloading.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(hup, on_hup)
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        if reloading is not None and hup is not None:
+            asyncio.get_running_loop().remove_signal_handler(hup)
     if not server.started:
         raise SystemExit(1)
 

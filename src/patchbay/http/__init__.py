@@ -8,13 +8,18 @@ if TYPE_CHECKING:
     from patchbay.http._auth import Authenticator, NoAuth, build_authenticator
     from patchbay.http._build import build_request, fill, fill_text
     from patchbay.http._httptools import HttptoolsTransport
+    from patchbay.http._providers import (
+        SecretProviderFactory,
+        build_resolver,
+        check_secrets,
+        register_secret_provider,
+    )
     from patchbay.http._secrets import (
         EnvProvider,
         FileProvider,
         Secret,
         SecretProvider,
         SecretResolver,
-        check_secrets,
         known_secret_values,
     )
     from patchbay.http._transport import AiohttpTransport
@@ -33,16 +38,19 @@ __all__ = [
     "Response",
     "Secret",
     "SecretProvider",
+    "SecretProviderFactory",
     "SecretResolver",
     "Transport",
     "TransportError",
     "apply_version",
     "build_authenticator",
     "build_request",
+    "build_resolver",
     "check_secrets",
     "fill",
     "fill_text",
     "known_secret_values",
+    "register_secret_provider",
 ]
 
 # Each name's module is imported on first use, for start-up time (see patchbay._lazy).
@@ -60,13 +68,18 @@ __getattr__, __dir__ = lazy_exports(
             "fill_text",
         ),
         "._httptools": ("HttptoolsTransport",),
+        "._providers": (
+            "SecretProviderFactory",
+            "build_resolver",
+            "check_secrets",
+            "register_secret_provider",
+        ),
         "._secrets": (
             "EnvProvider",
             "FileProvider",
             "Secret",
             "SecretProvider",
             "SecretResolver",
-            "check_secrets",
             "known_secret_values",
         ),
         "._transport": ("AiohttpTransport",),

@@ -257,6 +257,8 @@ def build_request(
     """Build the declared request of `tool` for validated `args`; pure, no I/O."""
     spec = tool.request
     if spec is None:
+        if tool.graphql is not None:
+            return _graphql_request(tool, integration, args, call)
         raise ConfigError("tool has a handler, not a declared request", f"tools.{tool.name}")
     path = build_path(spec.path, args, call)
     prefix = integration.version.path_prefix if integration.version else None
@@ -287,6 +289,44 @@ def build_request(
         idempotency_key=idem,
         form=form,
         max_response_bytes=integration.max_response_bytes,
+    )
+
+
+def _graphql_request(
+    tool: Tool, integration: Integration, args: Mapping[str, Any], call: CallContext
+) -> Request:
+    """GraphQL over HTTP: POST `{query, operationName, variables}` as JSON to the endpoint."""
+    spec = tool.graphql
+    assert spec is not None
+    prefix = integration.version.path_prefix if integration.version else None
+    if spec.path or prefix:
+        url = join_url(integration.base_url, prefix, build_path(spec.path, args, call))
+    else:
+        url = integration.base_url  # the endpoint as configured: join_url would add a '/'
+    headers = {**integration.headers}
+    if integration.version and integration.version.header and integration.version.value:
+        headers[integration.version.header] = integration.version.value
+    idem = None
+    if tool.idempotency is not None:
+        idem = fill_text(tool.idempotency.key, args, call)
+        headers[tool.idempotency.header] = _header_value(tool.idempotency.header, idem)
+    body = {
+        "query": spec.query,
+        "operationName": spec.operation,
+        "variables": fill(spec.variables, args, call),
+    }
+    return Request(
+        method="POST",
+        url=url,
+        path_template=f"{spec.path or '/'} {spec.operation}",
+        integration=integration.name,
+        tool=tool.name,
+        headers=headers,
+        json=body,
+        has_body=True,
+        idempotency_key=idem,
+        max_response_bytes=integration.max_response_bytes,
+        safe=not tool.is_write,  # a query unless `write` says otherwise
     )
 
 

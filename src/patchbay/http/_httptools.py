@@ -18,8 +18,9 @@ from patchbay.http._body import (
     length_over,
     too_large,
 )
+from patchbay.http._proxy import TunnelError, absolute_form, open_tunnel, refused_by_proxy
 from patchbay.http._transport import _reason, _where
-from patchbay.http._types import ConnectError, Request, Response, TransportError
+from patchbay.http._types import ConnectError, Proxy, Request, Response, TransportError
 from patchbay.http._wire import Origin, encode, parse_origin
 
 __all__ = ["HttptoolsTransport"]
@@ -37,7 +38,7 @@ class _TooLarge(Exception):
     """The answer (its status in args[0]) passed the request's `max_response_bytes`."""
 
 
-_Key = tuple[Origin, ssl.SSLContext | None]
+_Key = tuple[Origin, ssl.SSLContext | None, Proxy | None]
 _Answer = tuple[int, dict[str, str], list[bytes]]
 
 
@@ -276,15 +277,21 @@ class _Pool:
                 if not handed.lost:
                     return handed
                 self._close(handed)  # closed by the server on the way over: keep its slot
-        origin = key[0]
+        origin, _, proxy = key
         try:
-            _, conn = await self.loop.create_connection(
-                lambda: _Conn(self, key),
-                origin.host,
-                origin.port,
-                ssl=ctx,
-                server_hostname=origin.host if ctx is not None else None,
-            )
+            if proxy is not None and ctx is not None:
+                conn = await open_tunnel(
+                    self.loop, proxy, origin.host, origin.port, ctx, lambda: _Conn(self, key)
+                )
+            else:
+                to = origin if proxy is None else proxy
+                _, conn = await self.loop.create_connection(
+                    lambda: _Conn(self, key),
+                    to.host,
+                    to.port,
+                    ssl=ctx,
+                    server_hostname=origin.host if ctx is not None else None,
+                )
         except BaseException:
             self._free_slot()
             raise
@@ -408,8 +415,9 @@ class HttptoolsTransport:
 
     Connections are pooled per scheme, host, port and TLS context, so integrations with their
     own client certificate (`Request.tls`) never share a connection. Redirects are returned,
-    not followed; no cookies are kept; proxies in the environment are ignored; nothing is ever
-    resent (retries are the RetryPolicy's).
+    not followed; no cookies are kept; a proxy is used only when the request names one
+    (`Request.proxy`, see http/_proxy.py); nothing is ever resent (retries are the
+    RetryPolicy's).
     """
 
     __slots__ = ("_keepalive", "_limit", "_origins", "_pool", "_ssl")
@@ -440,6 +448,9 @@ class HttptoolsTransport:
             origin, target = self._locate(request.url)
         except (_Failure, ValueError) as exc:
             raise ConnectError(f"{_where(request)}: {exc}") from None  # nothing was sent
+        proxy = request.proxy
+        if proxy is not None and origin.scheme == "http":
+            request, target = absolute_form(request, origin.scheme, origin.host_line, target)
         data = encode(request, origin, target)
         if origin.scheme == "https":
             ctx = request.tls
@@ -449,7 +460,7 @@ class HttptoolsTransport:
                     ctx = self._ssl = ssl.create_default_context()
         else:
             ctx = None
-        key = (origin, ctx)
+        key = (origin, ctx, proxy)
         deadline = loop.time() + timeout_s
         try:
             conn = pool.take(key)
@@ -459,10 +470,11 @@ class HttptoolsTransport:
                         conn = await pool.acquire(key, ctx)
                 except TimeoutError:
                     raise
-                except (_Failure, OSError) as exc:
+                except (_Failure, OSError, TunnelError) as exc:
                     # before any byte of the request left: a write cannot have happened
-                    why = str(exc) if isinstance(exc, _Failure) else _reason(exc)
-                    raise ConnectError(f"{_where(request)}: {why}") from None
+                    why = _reason(exc) if isinstance(exc, OSError) else str(exc)
+                    via = f" (through the proxy {proxy.where})" if proxy is not None else ""
+                    raise ConnectError(f"{_where(request)}{via}: {why}") from None
             if conn.lost:  # closed while a new connection was being set up
                 pool.drop(conn)
                 raise ConnectError(f"{_where(request)}: the server closed the connection")
@@ -485,6 +497,8 @@ class HttptoolsTransport:
             finally:
                 timer.cancel()
             pool.put(conn)
+            if refused_by_proxy(request, status):
+                raise ConnectError(f"{_where(request)}: the proxy refused it: 407 (credentials)")
             content = body[0] if len(body) == 1 else b"".join(body)
         except _Failure as exc:
             raise TransportError(f"{_where(request)}: {exc}") from None

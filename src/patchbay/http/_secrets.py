@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import os
 import re
 import time
@@ -25,10 +26,12 @@ __all__ = [
     "Secret",
     "SecretProvider",
     "SecretResolver",
-    "check_secrets",
+    "check_scheme",
+    "check_secrets_with",
     "known_secret_values",
 ]
 
+log = logging.getLogger("patchbay.secrets")
 _REFERENCE = re.compile(r"([a-z][a-z0-9+.-]{0,31}):(.+)", re.DOTALL)
 _LITERAL = "secrets must be references like env:NAME or file:PATH; never put a secret in the config"
 
@@ -124,11 +127,25 @@ def known_secret_values() -> frozenset[str]:
     return _known_frozen
 
 
+def check_scheme(scheme: str) -> None:
+    """Raise ValueError unless `scheme` is a valid scheme name (lowercase, like `vault`)."""
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", scheme):
+        raise ValueError(f"invalid secret scheme {scheme!r}")
+
+
+# After a failed background refresh the old value is served this long before the next try, so
+# a secret manager that is down is not asked again on every call.
+_RETRY_AFTER_S = 10.0
+
+
 class SecretResolver:
     """Resolves references through providers registered by scheme, caching values.
 
     `ttl_s=None` caches a value for the resolver's life; a number re-resolves after that many
-    seconds (rotation). Concurrent resolutions of one reference share one provider call.
+    seconds (rotation); `set_ttl` sets it per scheme. A value past its TTL is still served while
+    one refresh runs in the background (stale while revalidate), so no call waits for the secret
+    manager; a failed refresh keeps the old value and is retried. Concurrent resolutions of one
+    reference share one provider call.
     """
 
     def __init__(
@@ -143,15 +160,36 @@ class SecretResolver:
             "file": FileProvider(base_dir),
         }
         self._ttl = ttl_s
+        self._ttls: dict[str, float | None] = {}
+        self._lazy: dict[str, Callable[[], SecretProvider]] = {}
         self._clock = clock
         self._cache: dict[str, tuple[Secret, float]] = {}
         self._pending: dict[str, asyncio.Future[Secret]] = {}
 
     def register(self, scheme: str, provider: SecretProvider) -> None:
         """Resolve `scheme:...` references with `provider` (e.g. "vault")."""
-        if not re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", scheme):
-            raise ValueError(f"invalid secret scheme {scheme!r}")
+        check_scheme(scheme)
         self._providers[scheme] = provider
+        self._lazy.pop(scheme, None)
+
+    def register_lazy(self, scheme: str, make: Callable[[], SecretProvider]) -> None:
+        """Resolve `scheme:...` with the provider `make()` builds on the scheme's first use."""
+        check_scheme(scheme)
+        self._providers.pop(scheme, None)
+        self._lazy[scheme] = make
+
+    def set_ttl(self, scheme: str, ttl_s: float | None) -> None:
+        """Re-read `scheme:` references after `ttl_s` seconds (None: keep them for good)."""
+        self._ttls[scheme] = ttl_s
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        """The schemes this resolver knows."""
+        return frozenset(self._providers) | frozenset(self._lazy)
+
+    def ttl_of(self, ref: str) -> float | None:
+        """How long a value of `ref` stays fresh (None: for good)."""
+        return self._ttls.get(ref.partition(":")[0], self._ttl)
 
     @staticmethod
     def check(ref: str) -> tuple[str, str]:
@@ -164,34 +202,67 @@ class SecretResolver:
     def cached(self, ref: str) -> Secret | None:
         """The secret `ref` names if the cache holds it fresh (no I/O), else None."""
         cached = self._cache.get(ref)
-        if cached is not None and (self._ttl is None or self._clock() < cached[1]):
+        if cached is not None and self._clock() < cached[1]:
             return cached[0]
         return None
 
-    async def resolve(self, ref: str) -> Secret:
-        """The secret `ref` names, from the cache while it is fresh."""
-        found = self.cached(ref)
-        if found is not None:
-            return found
+    async def resolve(self, ref: str, *, fresh: bool = False) -> Secret:
+        """The secret `ref` names, from the cache while it is fresh.
+
+        Past its TTL the old value is returned at once and a refresh starts in the background;
+        `fresh=True` waits for that refresh instead (a failed one still yields the old value).
+        """
+        cached = self._cache.get(ref)
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
         pending = self._pending.get(ref)
+        if cached is not None:
+            if pending is None:
+                pending = self._start(ref)
+            if not fresh:
+                return cached[0]
+            try:
+                return await asyncio.shield(pending)
+            except SecretError:
+                return cached[0]
         if pending is None:
-            pending = asyncio.ensure_future(self._fetch(ref))
-            self._pending[ref] = pending
-            pending.add_done_callback(lambda fut: self._settled(ref, fut))
+            pending = self._start(ref)
         # shielded: one caller giving up must not cancel the others' shared lookup
         return await asyncio.shield(pending)
+
+    def _start(self, ref: str) -> asyncio.Future[Secret]:
+        pending = asyncio.ensure_future(self._fetch(ref))
+        self._pending[ref] = pending
+        pending.add_done_callback(lambda fut: self._settled(ref, fut))
+        return pending
 
     def _settled(self, ref: str, fut: asyncio.Future[Secret]) -> None:
         if self._pending.get(ref) is fut:
             del self._pending[ref]
-        if not fut.cancelled():
-            fut.exception()  # retrieved here, so an abandoned failure is not logged as lost
+        if fut.cancelled():
+            return
+        exc = fut.exception()  # retrieved here, so an abandoned failure is not logged as lost
+        stale = self._cache.get(ref)
+        if exc is not None and stale is not None:
+            # the message names the reference, never a value
+            log.warning("secret refresh failed, still using the previous value: %s", exc)
+            ttl = self.ttl_of(ref) or _RETRY_AFTER_S
+            self._cache[ref] = (stale[0], self._clock() + min(ttl, _RETRY_AFTER_S))
 
     async def _fetch(self, ref: str) -> Secret:
         scheme, name = self.check(ref)
         provider = self._providers.get(scheme)
+        make = self._lazy.pop(scheme, None) if provider is None else None
+        if make is not None:
+            try:
+                provider = self._providers[scheme] = make()
+            except Exception as exc:
+                self._lazy[scheme] = make
+                raise SecretError(
+                    f"the secret provider for {scheme}: could not start ({type(exc).__name__})"
+                ) from None
         if provider is None:
-            known = ", ".join(sorted(self._providers))
+            known = ", ".join(sorted(self.schemes))
             raise SecretError(f"unknown secret scheme {scheme!r} (known: {known})")
         try:
             value = await provider.resolve(name)
@@ -205,8 +276,11 @@ class SecretResolver:
         if not value:
             raise SecretError(f"secret {scheme}:{name} is empty")
         _remember(value)
-        secret = Secret(value)
-        expires = self._clock() + self._ttl if self._ttl is not None else float("inf")
+        ttl = self.ttl_of(ref)
+        expires = self._clock() + ttl if ttl is not None else float("inf")
+        cached = self._cache.get(ref)
+        # the same Secret object while the value is unchanged: its users' rendering stays valid
+        secret = cached[0] if cached is not None and cached[0].matches(value) else Secret(value)
         self._cache[ref] = (secret, expires)
         return secret
 
@@ -222,16 +296,11 @@ class SecretResolver:
         return _known_frozen
 
 
-async def check_secrets(
-    config: Config, resolver: SecretResolver | None = None
-) -> list[ConfigError]:
-    """Resolve every secret reference of `config` now; a ConfigError for each that fails.
+async def check_secrets_with(config: Config, resolver: SecretResolver) -> list[ConfigError]:
+    """Resolve every secret reference of `config` with `resolver`; a ConfigError for each failure.
 
-    Each error names the reference's place in the config and why (not set, unreadable, unknown
-    scheme), never a value. `resolver` is the one the runtime will use, with any providers
-    registered on it; by default only env: and file: are known.
+    Each error names the reference's place in the config and why, never a value.
     """
-    resolver = resolver if resolver is not None else SecretResolver(base_dir=config.base_dir)
     errors = []
     for where, ref in secret_references(config):
         try:

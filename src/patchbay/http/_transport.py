@@ -16,7 +16,7 @@ import aiohttp
 
 from patchbay.http._body import BodyTooLarge, BodyUnreadable, inflater_for, length_over, too_large
 from patchbay.http._build import CONTROL
-from patchbay.http._types import ConnectError, Request, Response, TransportError
+from patchbay.http._types import ConnectError, Proxy, Request, Response, TransportError
 
 __all__ = ["AiohttpTransport"]
 
@@ -111,12 +111,18 @@ class AiohttpTransport:
                     "(a control character)"
                 )
         data: bytes | str | None = None
-        if request.form is not None:
+        if request.content is not None:
+            data = request.content  # sent as it is, with the Content-Type the headers give
+        elif request.form is not None:
             data = urlencode(request.form)
             headers = _with_content_type(headers, _FORM)
         elif request.has_body:
             data = json.dumps(request.json, separators=(",", ":")).encode()
             headers = _with_content_type(headers, _JSON)
+        proxy = request.proxy
+        if proxy is not None and proxy.authorization and request.url.startswith("http:"):
+            # aiohttp sends proxy_headers with CONNECT only: plain HTTP carries them itself
+            headers = {**headers, "Proxy-Authorization": proxy.authorization}
         started = time.perf_counter()
         try:
             async with session.request(
@@ -128,6 +134,8 @@ class AiohttpTransport:
                 timeout=self._timeout(timeout_s),
                 ssl=request.tls if request.tls is not None else self._ssl,
                 allow_redirects=False,
+                proxy=None if proxy is None else f"http://{proxy.where}",
+                proxy_headers=_proxy_headers(proxy),
             ) as resp:
                 status = resp.status
                 answer_headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -143,11 +151,13 @@ class AiohttpTransport:
         except TimeoutError:
             # aiohttp's connect/read timeouts are also ClientConnectionErrors: check this first
             raise TimeoutError(f"{_where(request)}: no answer within {timeout_s:g} s") from None
-        except aiohttp.ClientConnectorError as exc:
-            # no connection was made: nothing was sent
+        except (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError) as exc:
+            # no connection was made, or the proxy refused the tunnel: nothing was sent
             raise ConnectError(f"{_where(request)}: {_reason(exc)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(f"{_where(request)}: {_reason(exc)}") from None
+        if status == 407 and proxy is not None:
+            raise ConnectError(f"{_where(request)}: the proxy refused it: 407 (credentials)")
         elapsed = (time.perf_counter() - started) * 1000.0
         return Response(status, answer_headers, body, elapsed)
 
@@ -187,6 +197,12 @@ async def _read(
         inflater.feed(chunk)
     inflater.finish()
     return b"".join(inflater.chunks)
+
+
+def _proxy_headers(proxy: Proxy | None) -> dict[str, str] | None:
+    if proxy is None or proxy.authorization is None:
+        return None
+    return {"Proxy-Authorization": proxy.authorization}
 
 
 def _with_content_type(headers: Mapping[str, str], value: str) -> dict[str, str]:

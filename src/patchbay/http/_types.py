@@ -25,6 +25,23 @@ _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
 
 
+class Proxy(msgspec.Struct, frozen=True, gc=False):
+    """A forward proxy to send one request through (HTTPS by CONNECT); set by the pipeline."""
+
+    host: str
+    port: int
+    # `Proxy-Authorization` header value (Basic), or None; never shown in a repr
+    authorization: str | None = msgspec.field(default=None)
+
+    def __repr__(self) -> str:
+        return f"Proxy({self.host!r}, {self.port})"
+
+    @property
+    def where(self) -> str:
+        """host:port, for messages (never the credentials)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
 class Request(msgspec.Struct, frozen=True, gc=False):
     """One HTTP request to an integration, fully built and safe to send.
 
@@ -47,6 +64,11 @@ class Request(msgspec.Struct, frozen=True, gc=False):
     tls: ssl.SSLContext | None = None  # client TLS (mTLS), set by the authenticator
     # the transport reads at most this many decoded bytes of the answer (ResponseTooLarge)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    # a body sent as it is (text, XML, bytes), with the Content-Type its headers give
+    content: bytes | None = None
+    proxy: Proxy | None = None  # the forward proxy to go through, if any
+    # a POST that changes nothing (a GraphQL query): sent, retried and timed out as a read
+    safe: bool = False
 
     def with_headers(self, extra: Mapping[str, str]) -> Request:
         """A copy with more headers (auth, version, idempotency)."""
@@ -61,13 +83,13 @@ class Request(msgspec.Struct, frozen=True, gc=False):
         return Request(
             self.method, self.url, self.path_template, self.integration, self.tool, headers,
             query, self.json, self.has_body, self.idempotency_key, self.form, self.tls,
-            self.max_response_bytes,
+            self.max_response_bytes, self.content, self.proxy, self.safe,
         )  # fmt: skip
 
     @property
     def is_write(self) -> bool:
         """Whether the method may change something upstream."""
-        return self.method not in ("GET", "HEAD", "OPTIONS")
+        return self.method not in ("GET", "HEAD", "OPTIONS") and not self.safe
 
 
 class Response(msgspec.Struct, frozen=True, gc=False):

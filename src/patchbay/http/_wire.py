@@ -99,7 +99,11 @@ def encode(request: Request, origin: Origin, target: str) -> bytes | list[bytes]
     else:
         extra = _DEFAULTS
     body: bytes | None = None
-    if request.form is not None:
+    if request.content is not None:
+        body = request.content  # sent as it is; its Content-Type comes with the headers
+        if "content-type" not in names:
+            extra += "Content-Type: application/octet-stream\r\n"
+    elif request.form is not None:
         body = urlencode(request.form).encode()
         if "content-type" not in names:
             extra += f"Content-Type: {_FORM}\r\n"

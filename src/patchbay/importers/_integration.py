@@ -88,7 +88,9 @@ def _auth(
         if flow is None and scheme.get("flow") == "application":  # Swagger 2.0
             flow = scheme
         if not isinstance(flow, Mapping) or not flow.get("tokenUrl"):
-            return None, [], "OAuth2 without a client-credentials flow (a caller cannot log in)"
+            # A user's flow (authorization code, implicit): patchbay cannot log in for the
+            # user, but sends the access token one obtained, as a bearer token.
+            return {"type": "bearer", "secret": f"env:{prefix}_TOKEN"}, [f"{prefix}_TOKEN"], None
         token_url = urljoin(base_url, str(flow["tokenUrl"]))
         if not _absolute(token_url):
             return None, [], f"OAuth2 token URL {flow['tokenUrl']!r} is not absolute"
@@ -103,10 +105,43 @@ def _auth(
         if isinstance(scopes, Mapping) and scopes:
             auth["scope"] = " ".join(map(str, scopes))
         return auth, [client_id, secret], None
+    if kind == "openIdConnect":  # the same: an ID provider's access token, obtained beforehand
+        return {"type": "bearer", "secret": f"env:{prefix}_TOKEN"}, [f"{prefix}_TOKEN"], None
     if kind == "mutualTLS":
         cert, key = f"{prefix}_CLIENT_CERT", f"{prefix}_CLIENT_KEY"
         return {"type": "mtls", "cert": f"env:{cert}", "key": f"env:{key}"}, [cert, key], None
     return None, [], f"security scheme type {kind!r}"
+
+
+def _together(
+    doc: Mapping[str, Any],
+    refs: Refs,
+    schemes: Mapping[str, Any],
+    chosen: str,
+    prefix: str,
+    found: Found,
+) -> None:
+    """API keys the document asks for together with the chosen scheme (`security: [{appKey: [],
+    appToken: []}]`): each a header of the integration, its value from an environment variable
+    (patchbay's auth sends one credential)."""
+    # The document's requirement, else the first an operation states.
+    stated = [*listed(doc.get("security"))]
+    for item in mapping(doc.get("paths")).values():
+        for op in mapping(item).values():
+            stated += listed(op.get("security")) if isinstance(op, Mapping) else []
+    first = next((r for r in stated if isinstance(r, Mapping) and chosen in r), {})
+    for other in first:
+        try:
+            scheme = mapping(refs.deref(schemes.get(other)))
+        except RefError:
+            continue
+        if other == chosen or scheme.get("type") != "apiKey" or scheme.get("in") != "header":
+            continue
+        env = f"{prefix}_{re.sub(r'[^A-Z0-9]+', '_', str(other).upper()).strip('_')}"
+        header = str(scheme.get("name") or other)
+        found.data.setdefault("headers", {})[header] = f"${{{env}}}"
+        found.env.append(env)
+        found.notes.append(f"the API asks for {header} too: sent from ${env}")
 
 
 def integration(doc: Mapping[str, Any], refs: Refs, prefix: str) -> Found:
@@ -151,6 +186,7 @@ def integration(doc: Mapping[str, Any], refs: Refs, prefix: str) -> Found:
             continue
         found.data["auth"] = auth
         found.env += env
+        _together(doc, refs, schemes, name, prefix, found)
         if len(order) > 1:
             others = ", ".join(n for n in order if n != name)
             found.notes.append(f"auth from security scheme {name!r}; the API also offers {others}")

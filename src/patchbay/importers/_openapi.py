@@ -11,9 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from patchbay.importers._contract import response_contract
 from patchbay.importers._integration import integration as find_integration
 from patchbay.importers._schemas import (
     Unexpressible,
+    fields,
     merged,
     root_suggestion,
     short,
@@ -138,8 +140,12 @@ def import_openapi(
     integration: str | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    contracts: bool = True,
 ) -> Imported:
-    """A patchbay config for the selected operations of an OpenAPI or Swagger document."""
+    """A patchbay config for the selected operations of an OpenAPI or Swagger document.
+
+    With `contracts`, each tool carries the `response.expect` its document declares for a
+    2xx answer."""
     refs = Refs(doc, uri)
     info = doc.get("info") if isinstance(doc.get("info"), Mapping) else {}
     assert isinstance(info, Mapping)
@@ -149,6 +155,7 @@ def import_openapi(
     result = Imported(integration=name, config={})
     tools: dict[str, Any] = {}
     used: set[str] = set()
+    memo: dict[Any, Any] = {}  # contracts by answer schema: operations share their answers
     for op in _operations(doc, refs, result.skipped):
         names = [str(op.op.get("operationId") or ""), op.path, op.where]
         names += [str(t) for t in listed(op.op.get("tags"))]
@@ -160,7 +167,7 @@ def import_openapi(
         raw = str(op.op.get("operationId") or f"{op.method} {op.path}")
         tool = tool_name(raw, used)
         try:
-            data = _tool(refs, op, name, tool)
+            data = _tool(refs, op, name, tool, memo if contracts else None)
         except _Skip as exc:
             used.discard(tool)
             result.skipped.append(Skipped(op.where, str(exc)))
@@ -169,7 +176,7 @@ def import_openapi(
         tools[tool] = data
         if op.notes:
             result.comments[("tools", tool)] = op.notes
-    result.config = {"version": 1, "integrations": {name: found.data}, "tools": tools}
+    result.config = {"version": 1, "integrations": {name: found.data}, "tools": _literal(tools)}
     if found.notes:
         result.comments[("integrations", name)] = found.notes
     result.env = [f"{prefix}_URL", *(e for e in found.env if e != f"{prefix}_URL")]
@@ -181,6 +188,17 @@ def import_openapi(
         f"not have. Environment: {', '.join(result.env)} ({prefix}_URL has a default)."
     )
     return result
+
+
+def _literal(value: Any) -> Any:
+    """`value` with every `${` escaped as `$${`: the document's text is not interpolated."""
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, dict):
+        return {_literal(k): _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
 
 
 def _operations(doc: Mapping[str, Any], refs: Refs, skipped: list[Skipped]) -> list[_Operation]:
@@ -218,7 +236,13 @@ def _description(op: _Operation, tool: str) -> str:
     return text
 
 
-def _tool(refs: Refs, op: _Operation, integration: str, name: str) -> dict[str, Any]:
+def _tool(
+    refs: Refs,
+    op: _Operation,
+    integration: str,
+    name: str,
+    contracts: dict[Any, Any] | None = None,
+) -> dict[str, Any]:
     data: dict[str, Any] = {"integration": integration, "description": _description(op, name)}
     used: set[str] = set()
     params: dict[str, Any] = {}
@@ -259,11 +283,20 @@ def _tool(refs: Refs, op: _Operation, integration: str, name: str) -> dict[str, 
             )
             continue
         try:
-            param = to_param(refs, schema, description=p.get("description"))
+            param = to_param(refs, schema, description=p.get("description"), text=True)
         except Unexpressible as exc:
             _unexpressed(op, f"parameter {pname!r}", str(exc), required)
             continue
         arg = param_name(pname, used, where)
+        # An empty path segment changes the path; an empty query value is refused unless the
+        # parameter says `allowEmptyValue`.
+        empty = where == "path" or (where == "query" and not p.get("allowEmptyValue"))
+        if empty and param["type"] == "string" and not param.get("min_length"):
+            param["min_length"] = 1
+        if where == "query" and required and param["type"] == "array":
+            param.setdefault("min_items", 1)  # an empty list sends nothing at all
+        if where == "header" and param["type"] == "string" and not _constrained(param):
+            param["pattern"] = _HEADER_TEXT
         _mark_required(param, required)
         params[arg] = param
         if where == "path":
@@ -276,7 +309,7 @@ def _tool(refs: Refs, op: _Operation, integration: str, name: str) -> dict[str, 
     for pname in re.findall(r"\{([^{}]+)\}", op.path):
         if pname not in declared_path:  # documents forget these: the path needs it all the same
             arg = param_name(pname, used, "path")
-            params[arg] = {"type": "string"}
+            params[arg] = {"type": "string", "min_length": 1}
             request["path"] = request["path"].replace(f"{{{pname}}}", f"{{{arg}}}")
             op.notes.append(f"path parameter {pname!r} is not declared: typed as a string")
     if form["properties"]:
@@ -305,10 +338,22 @@ def _tool(refs: Refs, op: _Operation, integration: str, name: str) -> dict[str, 
     root = root_suggestion(refs, op.op.get("responses"))
     if root:
         op.notes.append(f"the answer wraps its content: consider response: {{root: {root}}}")
+    responses = op.op.get("responses")
+    expect = response_contract(refs, responses, root, contracts) if contracts is not None else None
+    if expect is not None:
+        data["response"] = {"expect": expect}
     if idempotency is not None:
         data["idempotency"] = _idempotency(name, idempotency, params, op)
     _check(name, data)
     return data
+
+
+# A header value: visible ASCII, spaces inside only (what servers accept in a field value).
+_HEADER_TEXT = r"^[!-~]([ -~]*[!-~])?$"
+
+
+def _constrained(param: Mapping[str, Any]) -> bool:
+    return any(k in param for k in ("enum", "pattern", "format"))
 
 
 def _mark_required(param: dict[str, Any], required: bool) -> None:
@@ -335,7 +380,8 @@ def _request_body(refs: Refs, op: _Operation) -> tuple[Any, str]:
         return None, "json"
     kinds = {str(media).split(";")[0].strip().lower(): spec for media, spec in content.items()}
     for kind, spec in kinds.items():
-        if kind == "application/json" or kind.endswith("+json"):
+        # `*/*` and `application/*` take JSON as well as anything
+        if kind in ("application/json", "*/*", "application/*") or kind.endswith("+json"):
             return (spec.get("schema", {}) if isinstance(spec, Mapping) else {}), "json"
     spec = kinds.get("application/x-www-form-urlencoded", False)
     if spec is not False:
@@ -360,18 +406,26 @@ def _body(
         raise _Skip(f"request body: {exc}") from None
     props = node.get("properties")
     if form and not (isinstance(props, Mapping) and props):
-        raise _Skip("a form-encoded body without named fields")
+        if node.get("additionalProperties") not in (None, False):
+            op.notes.append("the form body takes fields the document does not name: none sent")
+        return None  # nothing named to send (Stripe's GETs declare such an empty form)
     if node.get("type") == "object" and isinstance(props, Mapping) and props:
         required = {str(r) for r in listed(node.get("required"))}
-        body: dict[str, str] = {}
+        body: dict[str, Any] = {}
         for prop, sub in props.items():
             try:
                 target = refs.deref(sub)
                 if isinstance(target, Mapping) and target.get("readOnly"):
                     continue  # an answer's field, not something the caller sends
                 param = to_param(refs, sub)
+                inner = fields(refs, sub) if param["type"] == "object" else None
             except (Unexpressible, RefError) as exc:
                 _unexpressed(op, f"body field {prop!r}", str(exc), prop in required)
+                continue
+            # A required object whose fields the API checks: each field an argument of its own.
+            # (Not an optional one: with none of its fields given, `{}` would still be sent.)
+            if inner is not None and prop in required:
+                body[str(prop)] = _nested(str(prop), inner, params, used)
                 continue
             arg = param_name(str(prop), used, "body")
             _mark_required(param, prop in required)
@@ -388,6 +442,22 @@ def _body(
     arg = param_name("body", used, "body")
     params[arg] = param
     return f"{{args.{arg}}}"
+
+
+def _nested(
+    prop: str,
+    inner: Mapping[str, tuple[dict[str, Any], bool]],
+    params: dict[str, Any],
+    used: set[str],
+) -> dict[str, str]:
+    """The body template of a required object whose fields are arguments of their own."""
+    template = {}
+    for name, (param, required) in inner.items():
+        arg = param_name(f"{prop}_{name}", used, "body")
+        _mark_required(param, required)
+        params[arg] = param
+        template[name] = f"{{args.{arg}}}"
+    return template
 
 
 def _idempotency(

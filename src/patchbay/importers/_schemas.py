@@ -3,6 +3,7 @@ kept as free-form `object` parameters, anything else refused with a reason."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +13,22 @@ from patchbay.spec._pattern import compile_pattern
 
 _TYPES = ("string", "integer", "number", "boolean", "array", "object")
 _FORMATS = {"email": "email", "date": "date", "date-time": "date-time", "uri": "uri", "url": "uri"}
+# Formats a parameter cannot carry, as the pattern servers check them with (their words too).
+_FORMAT_PATTERNS = {
+    "uuid": ("a UUID", r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"),
+    "ipv4": ("an IPv4 address", r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
+             r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$"),
+    "byte": ("base64", r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"),
+    "time": ("a time, HH:MM:SS with a zone", r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+             r"(\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"),
+    "duration": ("an ISO 8601 duration, like P1D or PT30M", r"^P(([0-9]+Y([0-9]+M)?([0-9]+D)?"
+                 r"|[0-9]+M([0-9]+D)?|[0-9]+D)(T([0-9]+H([0-9]+M)?([0-9]+S)?|[0-9]+M([0-9]+S)?"
+                 r"|[0-9]+S))?|T([0-9]+H([0-9]+M)?([0-9]+S)?|[0-9]+M([0-9]+S)?|[0-9]+S)|[0-9]+W)$"),
+    "hostname": ("a host name", r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                 r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"),
+}  # fmt: skip
+# Integer formats bound the value (servers check them as they would a minimum and maximum).
+_INTEGER_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**53) + 1, 2**53 - 1)}
 _DESCRIPTION_CHARS = 200
 _MAX_DEPTH = 8
 
@@ -62,39 +79,68 @@ def _names(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _one_type(refs: Refs, schema: dict[str, Any], depth: int) -> dict[str, Any]:
-    """Nullable forms (3.1 type lists, anyOf with null, 3.0 nullable) as their one real type."""
+_SCALARS = frozenset({"string", "integer", "number", "boolean"})
+
+
+def _one_type(refs: Refs, schema: dict[str, Any], depth: int, text: bool = False) -> dict[str, Any]:
+    """Nullable forms (3.1 type lists, anyOf with null, 3.0 nullable) as their one real type.
+
+    With `text` (a path, query or header value: text on the wire), a choice of scalar types
+    is a string."""
     kind = schema.get("type")
     if isinstance(kind, list):
         real = [t for t in kind if t != "null"]
-        if len(real) != 1:
+        if len(real) != 1 and not (text and real and set(map(str, real)) <= _SCALARS):
             raise Unexpressible(f"a value of several types ({', '.join(map(str, real))})")
-        schema = {**schema, "type": real[0]}
+        schema = {**schema, "type": real[0] if len(real) == 1 else "string"}
     for key in ("anyOf", "oneOf"):
         choices = listed(schema.get(key))
         if not choices:
             continue
         options = [merged(refs, c, depth + 1) for c in choices]
         real = [o for o in options if o.get("type") != "null"]
+        # `""` offered beside a value (to clear it, as Stripe does): the value is what to ask for
+        if len(real) > 1:
+            real = [o for o in real if o.get("enum") != [""]] or real
         kinds = {str(o.get("type")) for o in real}
+        rest = {k: v for k, v in schema.items() if k != key}
         if len(real) == 1:
-            rest = {k: v for k, v in schema.items() if k != key}
             schema = {**real[0], **rest}
         elif kinds == {"object"}:
-            schema = {k: v for k, v in schema.items() if k != key} | {"type": "object"}
+            schema = rest | {"type": "object"}
+        elif len(kinds) == 1 and kinds <= _SCALARS:
+            # Several forms of one type: the type, and the union of the values if each lists them
+            enums = [o.get("enum") for o in real]
+            schema = rest | {"type": kinds.pop()}
+            values = [v for e in enums if isinstance(e, list) for v in e]
+            if all(isinstance(e, list) for e in enums) and not any(
+                isinstance(v, dict | list) for v in values
+            ):
+                schema["enum"] = list(dict.fromkeys(values))
+        elif text and kinds <= _SCALARS:
+            schema = rest | {"type": "string"}
         else:
             raise Unexpressible(f"{key} of {len(real)} different shapes")
     return schema
 
 
 def to_param(
-    refs: Refs, schema: Any, *, description: str | None = None, depth: int = 0
+    refs: Refs,
+    schema: Any,
+    *,
+    description: str | None = None,
+    depth: int = 0,
+    text: bool = False,
 ) -> dict[str, Any]:
-    """The patchbay parameter (as config data) for an OpenAPI schema; raises Unexpressible."""
-    node = _one_type(refs, merged(refs, schema, depth), depth)
+    """The patchbay parameter (as config data) for an OpenAPI schema; raises Unexpressible.
+
+    `text`: the value travels as text (path, query, header), so a choice of scalars is one."""
+    node = _one_type(refs, merged(refs, schema, depth), depth, text)
     kind = node.get("type")
     if kind is None and "items" in node:
         kind = "array"
+    if kind is None and text and "not" not in node:
+        kind = "string"  # no type given, and the value travels as text anyway
     if kind not in _TYPES:
         raise Unexpressible("the schema gives no type" if kind is None else f"type {kind!r}")
     param: dict[str, Any] = {"type": kind}
@@ -107,6 +153,13 @@ def to_param(
     fmt = _FORMATS.get(str(node.get("format"))) if kind == "string" else None
     if fmt:
         param["format"] = fmt
+    spelled = _FORMAT_PATTERNS.get(str(node.get("format"))) if kind == "string" else None
+    if spelled is not None and not isinstance(node.get("pattern"), str):
+        said, param["pattern"] = spelled
+        param["description"] = f"{param['description']} ({said})" if words_given(param) else said
+    low, high = _INTEGER_RANGES.get(str(node.get("format")), (None, None))
+    if kind == "integer" and low is not None:
+        param.update(minimum=low, maximum=high)  # narrowed below by the schema's own bounds
     if isinstance(node.get("enum"), list) and node["enum"]:
         param["enum"] = [v for v in node["enum"] if v is not None]
     pattern = node.get("pattern")
@@ -115,6 +168,7 @@ def to_param(
     for src, dst in (("minimum", "minimum"), ("maximum", "maximum")):
         if isinstance(node.get(src), int | float) and not isinstance(node.get(src), bool):
             param[dst] = node[src]
+    _exclusive(node, param, kind)
     for src, dst in (
         ("minLength", "min_length"),
         ("maxLength", "max_length"),
@@ -136,6 +190,61 @@ def to_param(
     if default is not None and not isinstance(default, Mapping | list):
         param["default"] = default
     return param
+
+
+def words_given(param: dict[str, Any]) -> bool:
+    return bool(param.get("description"))
+
+
+def _exclusive(node: Mapping[str, Any], param: dict[str, Any], kind: Any) -> None:
+    """Exclusive bounds (3.0 flags, 3.1 numbers) as inclusive ones for integers; numbers keep
+    the bound and say it in words, since a parameter has no exclusive bound."""
+    for excl, dst, step in (
+        ("exclusiveMinimum", "minimum", 1),
+        ("exclusiveMaximum", "maximum", -1),
+    ):
+        flag = node.get(excl)
+        bound = flag if _number(flag) else node.get(dst) if flag is True else None
+        if not isinstance(bound, int | float) or isinstance(bound, bool):
+            continue
+        if kind == "integer":
+            param[dst] = math.floor(bound) + 1 if step > 0 else math.ceil(bound) - 1
+        else:
+            param[dst] = bound
+            side = "more" if step > 0 else "less"
+            words = f"{side} than {bound}, not equal"
+            param["description"] = (
+                f"{param['description']}; {words}" if words_given(param) else words
+            )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_MAX_FIELDS = 12
+
+
+def fields(refs: Refs, schema: Any) -> dict[str, tuple[dict[str, Any], bool]] | None:
+    """An object's fields as (parameter, required) when each is a plain value (at most
+    `_MAX_FIELDS`) and some are required; else None and the object stays free-form."""
+    node = merged(refs, schema)
+    props = mapping(node.get("properties"))
+    required = set(_names(node.get("required")))
+    if not props or len(props) > _MAX_FIELDS or not required & set(props):
+        return None
+    out = {}
+    for name, sub in props.items():
+        try:
+            if mapping(refs.deref(sub)).get("readOnly"):
+                continue
+            param = to_param(refs, sub)
+        except (Unexpressible, RefError):
+            return None
+        if param["type"] == "object" or (param["type"] == "array" and "items" not in param):
+            return None
+        out[str(name)] = (param, str(name) in required)
+    return out
 
 
 def _compiles(pattern: str) -> bool:

@@ -84,6 +84,9 @@ class Refs:
             uri, Resource.opaque(doc)
         )
         self._resolver = registry.resolver(base_uri=uri)
+        # The document's own pointers, looked up once: large documents repeat the same few
+        # hundred `$ref`s thousands of times.
+        self._local: dict[str, Any] = {}
 
     def deref(self, node: Any) -> Any:
         """`node` with its `$ref` chain followed (siblings of a `$ref` win, as in 3.1)."""
@@ -94,10 +97,15 @@ class Refs:
             if ref in seen:
                 raise RefError(f"$ref {ref!r} refers to itself")
             seen.add(ref)
-            try:
-                resolved = resolver.lookup(ref)
-            except (Unresolvable, LookupError, ValueError, TypeError):  # bad pointers too
-                raise RefError(f"$ref {ref!r} cannot be resolved") from None
+            local = resolver is self._resolver and ref.startswith("#")
+            resolved = self._local.get(ref) if local else None
+            if resolved is None:
+                try:
+                    resolved = resolver.lookup(ref)
+                except (Unresolvable, LookupError, ValueError, TypeError):  # bad pointers too
+                    raise RefError(f"$ref {ref!r} cannot be resolved") from None
+                if local:
+                    self._local[ref] = resolved
             resolver = resolved.resolver
             siblings = {k: v for k, v in node.items() if k != "$ref"}
             target = resolved.contents

@@ -61,8 +61,30 @@ def _key(key: str) -> str:
     return _quoted(key)
 
 
+def _literal(text: str, pad: str) -> list[str] | None:
+    """Multi-line text as a literal block (`|`), or None when one would not read back the same.
+
+    For documents embedded in a config (GraphQL operations): a person reads them as written.
+    """
+    if "\n" not in text or text.endswith("\n\n") or text[:1] in (" ", "\n"):
+        return None
+    body = text.removesuffix("\n")
+    if _ESCAPE.search(body) or re.search(r"[\x00-\x08\x0b-\x1f]| \n| $", body):
+        return None
+    head = "|" if text.endswith("\n") else "|-"
+    block = [head, *(f"{pad}  {line}" if line else "" for line in body.split("\n"))]
+    try:
+        back = "k: " + "\n".join(block).replace(f"\n{pad}  ", "\n  ") + "\n"
+        same = yaml.safe_load(back) == {"k": text}
+    except yaml.YAMLError:
+        return None
+    return block if same else None
+
+
 def _flow(value: Any) -> str | None:
     """`value` on one line (flow style), or None when it holds a non-empty nested container."""
+    if isinstance(value, str) and "\n" in value and _literal(value, "") is not None:
+        return None  # multi-line text reads best as a literal block
     if isinstance(value, Mapping):
         parts = []
         for k, v in value.items():
@@ -79,12 +101,15 @@ def _flow(value: Any) -> str | None:
     return scalar(value)
 
 
-def _nested_depth(value: Any) -> int:
-    if isinstance(value, Mapping):
-        return 1 + max((_nested_depth(v) for v in value.values()), default=0)
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return 1 + max((_nested_depth(v) for v in value), default=0)
-    return 0
+def _within(value: Any, levels: int) -> bool:
+    """Whether `value` nests no deeper than `levels` (looks no deeper than that: large configs
+    hold deep response contracts, and measuring each whole subtree at every level is slow)."""
+    if isinstance(value, str) or not isinstance(value, Mapping | Sequence):
+        return True
+    if levels == 0:
+        return False
+    items = value.values() if isinstance(value, Mapping) else value
+    return all(_within(v, levels - 1) for v in items)
 
 
 def dump(data: Mapping[str, Any], comments: Mapping[Path, Sequence[str]], header: str = "") -> str:
@@ -109,8 +134,12 @@ def _mapping(
         head = f"{pad}{_key(str(key))}:"
         # Short leaves (a parameter, a request) read best on one line; deeper ones as blocks.
         # Integrations and tools themselves always as blocks: a person edits them line by line.
-        flow = _flow(value) if _nested_depth(value) <= 2 and len(here) > 2 else None
-        if flow is not None and len(head) + 1 + len(flow) <= _WIDTH:
+        flow = _flow(value) if len(here) > 2 and _within(value, 2) else None
+        block = _literal(value, pad) if isinstance(value, str) else None
+        if block is not None:
+            lines.append(f"{head} {block[0]}")
+            lines += block[1:]
+        elif flow is not None and len(head) + 1 + len(flow) <= _WIDTH:
             lines.append(f"{head} {flow}")
         elif isinstance(value, Mapping) and value:
             lines.append(head)

@@ -102,7 +102,15 @@ def mcp_server(
             call = _call_context(runtime, ctx, call_id)
         except PermissionError as exc:
             raise MCPError(types.INVALID_PARAMS, str(exc)) from None
-        result = await runtime.execute(ToolCall(params.name, params.arguments or {}, call))
+        # A `traceparent` header of the HTTP request (when `_meta` carried none): the parent.
+        tracing = runtime.tracing
+        http = ctx.request if isinstance(ctx.request, Request) else None
+        token = tracing.adopt(http.headers) if tracing is not None and http else None
+        try:
+            result = await runtime.execute(ToolCall(params.name, params.arguments or {}, call))
+        finally:
+            if tracing is not None:
+                tracing.release(token)
         return tool_result(result)
 
     return Server(

@@ -8,8 +8,10 @@ if TYPE_CHECKING:
     from patchbay.observe._audit import AuditSink
     from patchbay.observe._events import Emitter, Event, EventKind, EventSink
     from patchbay.observe._metrics import BREAKER_STATES, METRICS_CONTENT_TYPE, PrometheusSink
+    from patchbay.observe._otel import OtlpObserver, otlp_observer
     from patchbay.observe._redact import REDACTED, Redactor
     from patchbay.observe._sinks import JsonLinesSink, LoggingSink, MemorySink, event_dict
+    from patchbay.observe._tracing import Tracing
 
 __all__ = [
     "BREAKER_STATES",
@@ -23,9 +25,12 @@ __all__ = [
     "JsonLinesSink",
     "LoggingSink",
     "MemorySink",
+    "OtlpObserver",
     "PrometheusSink",
     "Redactor",
+    "Tracing",
     "event_dict",
+    "otlp_observer",
 ]
 
 # Each name's module is imported on first use, for start-up time (see patchbay._lazy).
@@ -44,6 +49,10 @@ __getattr__, __dir__ = lazy_exports(
             "METRICS_CONTENT_TYPE",
             "PrometheusSink",
         ),
+        "._otel": (
+            "OtlpObserver",
+            "otlp_observer",
+        ),
         "._redact": (
             "REDACTED",
             "Redactor",
@@ -54,5 +63,6 @@ __getattr__, __dir__ = lazy_exports(
             "MemorySink",
             "event_dict",
         ),
+        "._tracing": ("Tracing",),
     },
 )

@@ -8,7 +8,17 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-EventKind = Literal["tool_call", "attempt", "policy", "background", "state", "anomaly"]
+EventKind = Literal[
+    "tool_call",
+    "attempt",
+    "policy",
+    "background",
+    "state",
+    "anomaly",
+    "contract",
+    "deprecation",
+    "webhook_unmatched",
+]
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):

@@ -15,7 +15,11 @@ Events it reads (see `Event`):
 - `policy` from the rate limiter (`extra["policy"] == "rate_limit"`) with `extra["wait_s"]`:
   rate-limit waits;
 - `background`: writes that finished after their caller gave up;
-- `anomaly`: call rates a tool's guard found anomalous, by tool, tenant and `extra["kind"]`.
+- `anomaly`: call rates a tool's guard found anomalous, by tool, tenant and `extra["kind"]`;
+- `contract`: answers that broke a tool's response contract, by tool, integration and version;
+- `deprecation`: endpoints the API said are deprecated or sunset (once a day per endpoint);
+- `extra["version"]` on `tool_call` and `attempt` events: calls and upstream latency by the
+  API version sent (the configured pinned and canary values only).
 
 prometheus_client only formats the exposition here: the counts are kept by `Counter`,
 `Histogram` and `Gauge` below, which are collectors on the sink's registry.
@@ -275,12 +279,35 @@ class PrometheusSink:
             "Call rates a tool's guard found anomalous, by kind (per_call, per_minute, baseline).",
             ["tool", "tenant", "kind"],
         )
+        self.contracts = self.counter(
+            f"{p}_contract_mismatches",
+            "Upstream answers that broke the tool's response contract (response.expect, root).",
+            ["tool", "integration", "version"],
+        )
+        self.deprecations = self.counter(
+            f"{p}_deprecations",
+            "Deprecation or Sunset headers seen, once a day per endpoint (the path template).",
+            ["integration", "endpoint"],
+        )
+        self.version_calls = self.counter(
+            f"{p}_version_tool_calls",
+            "Tool calls by the API version they sent (pinned or canary) and outcome.",
+            ["tool", "version", "outcome"],
+        )
+        self.version_latency = self.histogram(
+            f"{p}_version_request_seconds",
+            "Latency of one upstream attempt by the API version sent (pinned or canary).",
+            ["integration", "version"],
+            _LATENCY_BUCKETS,
+        )
         self._handlers: dict[str, Callable[[Event], None]] = {
             "tool_call": self._tool_call,
             "attempt": self._attempt,
             "policy": self._policy,
             "background": self._background,
             "anomaly": self._anomaly,
+            "contract": self._contract,
+            "deprecation": self._deprecation,
         }
 
     def counter(self, name: str, documentation: str, labels: Sequence[str]) -> Counter:
@@ -325,12 +352,18 @@ class PrometheusSink:
             self.errors.inc(outcome)
         if e.extra.get("cached"):
             self.cache_hits.inc(tool)
+        version = e.extra.get("version")
+        if isinstance(version, str):
+            self.version_calls.inc(tool, version, outcome)
 
     def _attempt(self, e: Event) -> None:
         integration, method, path = e.integration or "", e.method or "", e.path or ""
         self.upstream_requests.inc(integration, method, path, e.outcome or "unknown")
         if e.latency_ms is not None:
             self.upstream_latency.observe(e.latency_ms / 1000, integration, method, path)
+            version = e.extra.get("version")
+            if isinstance(version, str):
+                self.version_latency.observe(e.latency_ms / 1000, integration, version)
 
     def _policy(self, e: Event) -> None:
         outcome = e.outcome or ""
@@ -355,6 +388,16 @@ class PrometheusSink:
         kind = e.extra.get("kind")
         label = kind if isinstance(kind, str) and kind in _ANOMALY_KINDS else OTHER
         self.anomalies.inc(self.tool(e.tool), self.tenant(e.tenant), label)
+
+    def _contract(self, e: Event) -> None:
+        version = e.extra.get("version")
+        label = version if isinstance(version, str) else ""
+        self.contracts.inc(self.tool(e.tool), e.integration or "", label)
+
+    def _deprecation(self, e: Event) -> None:
+        endpoint = e.extra.get("endpoint")
+        label = endpoint if isinstance(endpoint, str) else f"{e.method or ''} {e.path or ''}"
+        self.deprecations.inc(e.integration or "", label)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

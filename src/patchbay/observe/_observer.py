@@ -98,6 +98,8 @@ def _operation(tool: Tool | None) -> str | None:
         return None
     if tool.request is not None:
         return f"{tool.request.method} {tool.request.path}"
+    if tool.graphql is not None:
+        return f"graphql {tool.graphql.kind} {tool.graphql.operation}"
     if tool.handler is not None:
         return f"handler {tool.handler}"
     return f"builtin {tool.builtin}" if tool.builtin else None

@@ -6,12 +6,15 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from patchbay.http._types import Request, Response
 from patchbay.observe._events import Emitter, Event
 from patchbay.spec._call import CallContext
 from patchbay.spec._model import Integration, Tool
+
+if TYPE_CHECKING:
+    from patchbay.observe._trace_api import Tracer
 
 
 @dataclass(slots=True)
@@ -34,6 +37,9 @@ class Exchange:
     # policy decides): its outcome is `pending`, never a failure.
     unsettled: Request | None = None
     notes: dict[str, object] = field(default_factory=dict)  # policy annotations for meta
+    tracing: Tracer | None = None  # spans of attempts and policy events; None: tracing off
+    # The API version this exchange speaks (the pinned or canary value), for events and metrics.
+    version: str | None = None
 
     def remaining(self) -> float:
         """Seconds left in the tool's budget (may be negative)."""

@@ -64,6 +64,9 @@ def settles_answer(response: Response) -> bool:
         return False
     if response.status >= 300 or not response.body:
         return True
+    media = (response.header("content-type") or "").split(";", 1)[0].strip().lower()
+    if media.endswith(("/xml", "+xml")):
+        return True  # an XML API's own answer (SOAP): proxies make up HTML, not XML
     try:
         response.json()
     except UpstreamUnavailable:
@@ -114,3 +117,35 @@ def error_for_status(status: int, message: str, **fields: object) -> UpstreamErr
     else:
         cls = ClientError
     return cls(message, status_code=status, **fields)  # type: ignore[arg-type]
+
+
+# GraphQL servers (Apollo, Strawberry, Ariadne, Hasura...) put these in `errors[].extensions.code`.
+_GRAPHQL_CODES: dict[str, type[UpstreamError]] = {
+    "NOT_FOUND": NotFound,
+    "UNAUTHENTICATED": Unauthorized,
+    "FORBIDDEN": Unauthorized,  # the contract has no forbidden: refused, do not try again
+    "BAD_USER_INPUT": ClientError,
+    "BAD_REQUEST": ClientError,
+    "GRAPHQL_PARSE_FAILED": ClientError,
+    "GRAPHQL_VALIDATION_FAILED": ClientError,
+    "OPERATION_RESOLUTION_FAILURE": ClientError,
+    "PERSISTED_QUERY_NOT_FOUND": ClientError,
+    "CONFLICT": Conflict,
+    "ALREADY_EXISTS": Conflict,
+    "RATE_LIMITED": RateLimited,
+    "TOO_MANY_REQUESTS": RateLimited,
+}
+
+
+def is_graphql_code_known(code: str | None) -> bool:
+    """Whether `code` (an `extensions.code`) has a meaning of its own in the contract."""
+    return code is not None and code.upper() in _GRAPHQL_CODES
+
+
+def error_for_graphql(code: str | None, message: str, **fields: object) -> UpstreamError:
+    """The ToolError class for a GraphQL error in a 2xx answer, by its `extensions.code`.
+
+    Unknown codes (INTERNAL_SERVER_ERROR, none at all) are the upstream's own failure.
+    """
+    cls = _GRAPHQL_CODES.get((code or "").upper(), UpstreamUnavailable)
+    return cls(message, **fields)  # type: ignore[arg-type]

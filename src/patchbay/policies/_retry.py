@@ -44,7 +44,7 @@ class RetryPolicy:
 
     async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
         spec = exchange.tool.retry or exchange.integration.retry
-        resend_ok = may_resend(request.method, request.idempotency_key)
+        resend_ok = not request.is_write or may_resend(request.method, request.idempotency_key)
         # Whether an attempt of this write may have reached the upstream with no definitive
         # answer since: then no failure of a later attempt can say that nothing changed.
         doubt = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from patchbay._errors import DeadlineExceeded
@@ -9,6 +10,7 @@ from patchbay.http._auth import Authenticator
 from patchbay.http._types import Request, Response, ResponseTooLarge, Transport, TransportError
 from patchbay.observe._events import Event
 from patchbay.policies._base import Exchange, Send
+from patchbay.policies._deprecation import DeprecationWatch
 
 
 class AuthPolicy:
@@ -30,10 +32,11 @@ class AuthPolicy:
 class TransportStep:
     """Send one attempt with a timeout that never outlives the budget, and report it."""
 
-    __slots__ = ("_transport",)
+    __slots__ = ("_transport", "_watch")
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, watch: DeprecationWatch | None = None) -> None:
         self._transport = transport
+        self._watch = watch  # Deprecation and Sunset headers: one shared per runtime
 
     async def __call__(self, request: Request, exchange: Exchange) -> Response:
         integration = exchange.integration
@@ -42,6 +45,11 @@ class TransportStep:
             raise DeadlineExceeded("The answer took too long.")
         exchange.attempts += 1
         exchange.sent = True
+        span = None
+        if exchange.tracing is not None:
+            # A client span per attempt; its `traceparent` goes upstream with the request.
+            span = exchange.tracing.start_attempt(request, exchange.attempt - 1)
+            request = request.with_headers(span.headers)
         started = time.perf_counter()
         status: int | None = None
         outcome = "ok"
@@ -52,6 +60,9 @@ class TransportStep:
             response = await self._transport.send(request, timeout)
             status = response.status
             outcome = "ok" if status < 400 else f"http_{status}"
+            if self._watch is not None:
+                with contextlib.suppress(Exception):  # observation never fails a call
+                    self._watch.check(request, response, exchange)
             return response
         except TimeoutError as exc:
             outcome = "timeout"
@@ -65,6 +76,8 @@ class TransportStep:
             status, outcome = exc.status_code, "too_large"
             raise
         finally:
+            if span is not None and exchange.tracing is not None:
+                exchange.tracing.end_attempt(span, status, outcome)
             if exchange.emitter.active:
                 exchange.event(
                     Event(
@@ -79,6 +92,8 @@ class TransportStep:
                         latency_ms=round((time.perf_counter() - started) * 1000, 3),
                         attempt=exchange.attempt,
                         outcome=outcome,
-                        extra=why,
+                        extra=why
+                        if exchange.version is None
+                        else {**why, "version": exchange.version},
                     )
                 )

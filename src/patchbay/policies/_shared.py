@@ -115,11 +115,15 @@ def request_fingerprint(request: Request) -> str:
     """What makes two writes the same write: method, URL, query and body."""
     # A form body as a fifth part, so the fingerprints of JSON writes stay what they were.
     form = () if request.form is None else (request.form,)
+    if request.content is not None:  # a raw body (text, XML) as one more part, tagged
+        form = (*form, ("content", request.content.hex()))
     return digest(request.method, request.url, sorted(request.query), request.json, *form)
 
 
 def emit(exchange: Exchange, request: Request | None, outcome: str, **extra: Any) -> None:
-    """A `policy` event about this exchange, when anyone listens."""
+    """A `policy` event about this exchange, when anyone listens (and a span event, traced)."""
+    if exchange.tracing is not None:
+        exchange.tracing.event(outcome, exchange.attempt, extra)
     if not exchange.emitter.active:
         return
     exchange.event(

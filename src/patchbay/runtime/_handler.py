@@ -11,6 +11,7 @@ from patchbay._errors import InvalidArguments, OperationNotAllowed
 from patchbay.http._build import _header_value, _query, _segment, has_dot_segment, join_url
 from patchbay.http._types import Request, Response
 from patchbay.policies._base import Exchange
+from patchbay.runtime._bodies import Answer, extra_headers, read_answer
 from patchbay.spec._call import CallContext
 from patchbay.spec._model import Integration, Method
 
@@ -100,37 +101,62 @@ class HandlerClient:
         path_params: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        content: str | bytes | None = None,
+        form: Mapping[str, Any] | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        answer: Answer = "json",
+        safe: bool = False,
     ) -> Any:
-        """Send a declared operation and return its JSON body; error statuses raise ToolErrors.
+        """Send a declared operation and return its body; error statuses raise ToolErrors.
 
         `path` is a declared template (`/customers/{id}` with `path_params`) or a concrete
         path matching one; placeholders are encoded as single segments either way.
+
+        The body is one of `json`, `content` (text or bytes, sent as it is: XML, SOAP, CSV)
+        or `form` (urlencoded); `content_type` sets its Content-Type, `headers` adds headers
+        (a SOAPAction, an Accept). `answer` reads a 2xx body as "json" (the default), "text"
+        (decoded by its charset) or "bytes". Retries, breaker, budget and the integration's
+        `max_response_bytes` apply whatever the body. `safe=True` marks a POST that changes
+        nothing (a SOAP or GraphQL query): it is retried and timed out as a read.
         """
+        if answer != "json" and answer not in ("text", "bytes"):
+            raise ValueError(f'answer= is "json", "text" or "bytes", not {answer!r}')
         if path_params:
             path = _PLACEHOLDER.sub(lambda m: self._param(m.group(1), path_params), path)
         op = self._match(method, self._checked(method, path))
         integration = self._exchange.integration
-        headers = self._headers
         tool = self._exchange.tool
+        sent = self._headers
+        if headers or content_type is not None or content is not None or form is not None:
+            extra = extra_headers(headers, content_type, json, content, form)
+            if "Content-Type" in extra:  # the body's own type replaces the integration's
+                sent = {k: v for k, v in sent.items() if k.lower() != "content-type"}
+            sent = {**sent, **extra}
         if idempotency_key is not None:
             header = tool.idempotency.header if tool.idempotency else "Idempotency-Key"
-            headers = {**headers, header: _header_value(header, idempotency_key)}
+            sent = {**sent, header: _header_value(header, idempotency_key)}
         request = Request(
             method=method,
             url=join_url(integration.base_url, self._prefix, path),
             path_template=op.template,
             integration=integration.name,
             tool=tool.name,
-            headers=headers,
+            headers=sent,
             query=_query(params) if params else (),
             json=json,
             has_body=json is not None,
             idempotency_key=idempotency_key,
+            form=_query(form) if form is not None else None,
             max_response_bytes=integration.max_response_bytes,
+            content=content.encode() if isinstance(content, str) else content,
+            safe=safe,
         )
         response = await self._send(request, self._exchange)
-        return self._raise(response, self._exchange)
+        if answer == "json" or response.status >= 300:
+            return self._raise(response, self._exchange)  # error statuses raise here
+        return read_answer(response, answer)
 
     # Plain functions handing back request()'s coroutine: one frame less on every await.
     def get(self, path: str, **kw: Any) -> Awaitable[Any]:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patchbay._errors import DeadlineExceeded, TenantRefused
 from patchbay.http import (
@@ -14,13 +14,16 @@ from patchbay.http import (
     HttptoolsTransport,
     SecretResolver,
     build_authenticator,
+    build_resolver,
 )
+from patchbay.http._proxy import ProxiedTransport
 from patchbay.http._types import Request, Response, Transport
 from patchbay.observe._events import Emitter
 from patchbay.policies._base import Exchange, Policy, Send, chain
 from patchbay.policies._breaker import BreakerPolicy
 from patchbay.policies._cache import CachePolicy
 from patchbay.policies._deadline import DeadlinePolicy
+from patchbay.policies._deprecation import DeprecationWatch
 from patchbay.policies._guard import GuardPolicy
 from patchbay.policies._idempotency import IdempotencyPolicy
 from patchbay.policies._quota import QuotaPolicy
@@ -32,10 +35,14 @@ from patchbay.runtime._handler import Operation, base_headers
 from patchbay.runtime._outcomes import Outcomes
 from patchbay.runtime._reconcile import Reconciler
 from patchbay.runtime._scrub import SecretScrubber
+from patchbay.runtime._versions import VersionChooser
 from patchbay.spec import Config, Integration, Tool
 from patchbay.spec._call import CallContext
 from patchbay.spec._imports import import_callable
 from patchbay.state import StateStore, open_store
+
+if TYPE_CHECKING:
+    from patchbay.observe._trace_api import Tracer
 
 log = logging.getLogger("patchbay.runtime")
 Sleep = Callable[[float], Awaitable[None]]
@@ -56,14 +63,16 @@ class Pipelines:
         self._config = config
         self._emitter = emitter
         self._transport = transport or HttptoolsTransport()
-        self._secrets = SecretResolver(base_dir=config.base_dir)
+        # env:, file: and the config's secret managers (`secrets:`), with their refresh TTLs
+        self._secrets = build_resolver(config)
         self._sleep = sleep
         self._effective: dict[tuple[str, str | None], Integration] = {}
         self._sends: dict[tuple[str, str | None], Send] = {}
         self._auth: dict[tuple[str, str | None], Authenticator] = {}
+        self._routed: dict[tuple[str, str | None], Transport] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._ops: dict[str, tuple[Operation, ...]] = {}
-        self._headers: dict[tuple[str, str | None], dict[str, str]] = {}
+        self._headers: dict[tuple[str, str | None, str | None], dict[str, str]] = {}
         # One store and one instance of each stateful policy for every integration and tenant.
         self.store = store if store is not None else open_store(config.state)
         self.outcomes = Outcomes(self.store, emitter)
@@ -77,7 +86,11 @@ class Pipelines:
         tenants.update(config.gateway.auth.tenants)
         self._guard = GuardPolicy(self.store, emitter, tenants=tenants)
         self._validators: dict[str, list[Callable[..., Any]]] = {}
+        # Spans of attempts and policy events on every exchange (set by the runtime).
+        self.tracing: Tracer | None = None
         self._confirms: dict[tuple[str, str | None], Send] = {}
+        self._versions = VersionChooser()
+        self.deprecations = DeprecationWatch()
         # Applied to every result before the LLM reads it: upstreams may echo credentials.
         self.scrub = SecretScrubber(config).clean
         self.reconciler = Reconciler(self.outcomes, self.confirm_send, self.scrub)
@@ -113,6 +126,7 @@ class Pipelines:
                         ("base_url", override.base_url),
                         ("rate_limit", override.rate_limit),
                         ("quota", override.quota),
+                        ("version", override.version),
                     )
                     if v is not None
                 }
@@ -134,13 +148,17 @@ class Pipelines:
         return self._guard.check(tool, call, integration)
 
     def exchange(self, tool: Tool, call: CallContext) -> Exchange:
-        """A fresh exchange for one tool execution."""
+        """A fresh exchange for one tool execution, at the version chosen for its call."""
+        integration = self.integration(tool.integration, call.tenant)
+        integration, version = self._versions.choose(integration, call)
         return Exchange(
             tool=tool,
-            integration=self.integration(tool.integration, call.tenant),
+            integration=integration,
             call=call,
             deadline=time.monotonic() + tool.budget_s,
             emitter=self._emitter,
+            version=version,
+            tracing=self.tracing,
         )
 
     def policies(
@@ -175,9 +193,10 @@ class Pipelines:
         found = self._sends.get(key)
         if found is None:
             integration = exchange.integration
-            auth = build_authenticator(integration.auth, self._secrets, self._transport)
+            transport = self._routed[key] = self._transport_for(integration)
+            auth = build_authenticator(integration.auth, self._secrets, transport)
             self._auth[key] = auth
-            step = TransportStep(self._transport)
+            step = TransportStep(transport, self.deprecations)
             reads = chain(self.policies(integration, auth, writes=False), step)
             writes = chain(self.policies(integration, auth), step)
             found = self._sends[key] = _by_method(reads, writes)
@@ -200,7 +219,8 @@ class Pipelines:
 
     def handler_headers(self, exchange: Exchange) -> dict[str, str]:
         """The headers of every handler request to the exchange's integration and tenant."""
-        key = (exchange.integration.name, state_tenant(exchange))
+        # keyed by version too: a canary call's handler sends the canary's version header
+        key = (exchange.integration.name, state_tenant(exchange), exchange.version)
         found = self._headers.get(key)
         if found is None:
             found = self._headers[key] = base_headers(exchange.integration)
@@ -231,8 +251,17 @@ class Pipelines:
             if integration.rate_limit is not None:
                 steps.append(self._rate_limit)
             steps.append(AuthPolicy(self._auth[key]))
-            found = self._confirms[key] = chain(steps, TransportStep(self._transport))
+            step = TransportStep(self._routed[key], self.deprecations)
+            found = self._confirms[key] = chain(steps, step)
         return found
+
+    def _transport_for(self, integration: Integration) -> Transport:
+        """The shared transport, through the integration's proxy (or the environment's)."""
+        setting, env = integration.proxy, self._config.proxy_env
+        if not ProxiedTransport.wanted(setting, env):
+            return self._transport
+        own = setting if setting is not False else None
+        return ProxiedTransport(self._transport, own, env, self._secrets)
 
     def reconcile(self, request: Request, exchange: Exchange) -> None:
         """Confirm a write left in doubt in the background (same key) and record its outcome."""

@@ -168,6 +168,7 @@ class Reconciler:
                 call=first.call,
                 deadline=time.monotonic() + integration.timeout_s,
                 emitter=first.emitter,
+                version=first.version,
             )
             exchange.notes["reconciling"] = tries
             try:

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patchbay._errors import (
     DeadlineExceeded,
@@ -21,8 +21,10 @@ from patchbay._errors import (
 )
 from patchbay.http._build import build_request
 from patchbay.http._types import Request, Response, Transport
+from patchbay.observe._configured import ConfiguredSinks
 from patchbay.observe._events import Emitter, Event, EventSink
 from patchbay.observe._observer import CallObserver
+from patchbay.observe._otel import OtlpObserver
 from patchbay.observe._sinks import LoggingSink
 from patchbay.policies._base import Exchange
 from patchbay.policies._classify import error_for_status
@@ -34,17 +36,23 @@ from patchbay.runtime._calls import (
     prefetch_arguments,
     state_text,
 )
+from patchbay.runtime._contracts import ContractChecker
+from patchbay.runtime._graphql import graphql_answer, mark_incomplete
 from patchbay.runtime._handler import HandlerClient, HandlerContext
 from patchbay.runtime._logs import log_exception, redacted
 from patchbay.runtime._outbox import Outbox, OutboxEntry, new_entry
 from patchbay.runtime._pipeline import Pipelines
 from patchbay.runtime._result import ErrorInfo, ToolCall, ToolResult
+from patchbay.runtime._traced import traced
 from patchbay.spec import Config, Tool, load_config, resolve_handler
 from patchbay.spec._call import CallContext
 from patchbay.spec._model import Say
 from patchbay.state import MemoryStore, StateError, StateStore
 from patchbay.transform import error_words, transform_response
 from patchbay.validate import validate_arguments_async
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from patchbay.observe._metrics import PrometheusSink
 
 log = logging.getLogger("patchbay.runtime")
 Sleep = Callable[[float], Awaitable[None]]
@@ -107,14 +115,28 @@ class ToolRuntime:
         handlers: Mapping[str, Callable[..., Awaitable[Any]]] | None = None,
         store: StateStore | None = None,
         background_worker: bool = True,
+        otel: OtlpObserver | None = None,
     ) -> None:
         self.config = config
         self.emitter = Emitter(sinks if sinks is not None else [LoggingSink()])
+        # JSON lines, event logs, Prometheus and OTLP of `observe` (none unless it asks).
+        self._sinks = ConfiguredSinks.build(
+            config, logs_events=sinks is None, traced=otel is not None
+        )
+        for sink in self._sinks.sinks:
+            self.emitter.add(sink)
         # The state store (default: the config's `state:` URL) is closed with the runtime.
         self._pipelines = Pipelines(
             config, self.emitter, transport=transport, sleep=sleep, store=store
         )
         self._handlers: dict[str, Callable[..., Awaitable[Any]]] = dict(handlers or {})
+        # OpenTelemetry (`otlp_observer`): spans of calls and attempts, OTel metrics; None: off.
+        self._otel = otel
+        self.tracing = self._pipelines.tracing = otel.tracing if otel is not None else None
+        if otel is not None and otel.metrics is not None:
+            self.emitter.add(otel.metrics)
+        self._contracts = ContractChecker()  # response.expect / root, checked on every answer
+        self._contracts.prepare(config.tools.values())
         # Body logs and the audit trail of `observe`: None (and no cost per call) when off.
         self._observer = CallObserver.build(config.observe, config.base_dir, self._reveal)
         if self._observer is not None:
@@ -137,6 +159,11 @@ class ToolRuntime:
     def tools(self) -> Mapping[str, Tool]:
         """The tools this runtime executes, by name."""
         return self.config.tools
+
+    @property
+    def metrics(self) -> PrometheusSink | None:
+        """The metrics `observe.prometheus` keeps (the gateway serves them), else None."""
+        return self._sinks.metrics
 
     @property
     def store(self) -> StateStore:
@@ -178,8 +205,11 @@ class ToolRuntime:
             log.error("background writes lost with the memory state store: %s", refs)
         await self._outbox.close()
         await self._pipelines.close()
+        if self._otel is not None:
+            await self._otel.flush()
         if self._observer is not None:
             self._observer.close()
+        self._sinks.close()
 
     async def _reveal(self, ref: str) -> str:
         """The value of a secret reference, through the runtime's resolver and its providers."""
@@ -213,7 +243,7 @@ class ToolRuntime:
                 log.info("not prefetching %s for call %s: %s", tool.name, ctx.id, why)
                 continue
             task = asyncio.get_running_loop().create_task(
-                self._execute(tool.name, args, ctx, _Via.PREFETCH)
+                self._run(tool.name, args, ctx, _Via.PREFETCH)
             )
             self._calls.add_prefetch(ctx, tool.name, args_key(args), task)
 
@@ -249,12 +279,13 @@ class ToolRuntime:
     ) -> Coroutine[Any, Any, ToolResult]:
         """Run one tool by name for a call (a convenience over `execute`; await it)."""
         # A plain function handing back the execution's coroutine: one frame less per await.
-        return self._execute(name, arguments, self.call_context(call), _Via.LLM)
+        return self._run(name, arguments, self.call_context(call), _Via.LLM)
 
     def execute(self, call: ToolCall) -> Coroutine[Any, Any, ToolResult]:
         """Run a tool call and return its result (await it); never raises for what the call did."""
         # A plain function handing back the execution's coroutine: one frame less per await.
-        return self._execute(call.tool, call.arguments, self.call_context(call.call), _Via.LLM)
+        ctx = self.call_context(call.call)
+        return self._run(call.tool, call.arguments, ctx, _Via.LLM, call.tool_call_id)
 
     async def _validate(self, tool: Tool, arguments: Mapping[str, Any], ctx: CallContext) -> Any:
         return await validate_arguments_async(
@@ -264,6 +295,21 @@ class ToolRuntime:
             default_region=self.config.defaults.phone_region,
             hooks=self._pipelines.validators(tool),
         )
+
+    def _run(
+        self,
+        name: str,
+        arguments: Mapping[str, Any],
+        ctx: CallContext,
+        via: _Via,
+        tool_call_id: str | None = None,
+    ) -> Coroutine[Any, Any, ToolResult]:
+        """The execution's coroutine, inside an `execute_tool` span when tracing is on."""
+        work = self._execute(name, arguments, ctx, via)
+        if self.tracing is None:
+            return work
+        tool = self.config.tools.get(name)
+        return traced(self.tracing, work, name, tool, ctx, tool_call_id)
 
     async def _execute(
         self, name: str, arguments: Mapping[str, Any], ctx: CallContext, via: _Via
@@ -306,7 +352,7 @@ class ToolRuntime:
                         exchange = self._pipelines.exchange(tool, ctx)
                         exchange.deadline = min(exchange.deadline, budget_end)
                         answer = await self._start(tool, args, exchange)
-                        value = self._answer(tool, answer, exchange)
+                        value = self._answer(tool, answer, exchange, via is not _Via.OUTBOX)
             except TimeoutError:
                 raise DeadlineExceeded("The system took too long to answer.") from None
             result = ToolResult(
@@ -339,6 +385,8 @@ class ToolRuntime:
                 extra["via"] = via.value
             if prefetched is not None:
                 extra["prefetched"] = True
+            if exchange is not None and exchange.version is not None:
+                extra["version"] = exchange.version  # the API version this call spoke
             event = Event(
                 kind="tool_call",
                 tool=name,
@@ -373,7 +421,7 @@ class ToolRuntime:
         key = None
         # Refuses a tenant the integration does not serve now, not when the write is sent.
         integration = self._pipelines.integration(tool.integration, ctx.tenant)
-        if tool.request is not None:
+        if tool.request is not None or tool.graphql is not None:
             # Built now so a template the call cannot fill fails while the caller can fix it.
             key = build_request(tool, integration, args, ctx).idempotency_key
         entry = new_entry(tool.name, args, ctx, key)
@@ -387,7 +435,7 @@ class ToolRuntime:
 
     async def _perform(self, entry: OutboxEntry) -> ToolResult:
         """Send one outbox write through the normal pipeline, as the call was when accepted."""
-        return await self._execute(entry.tool, entry.args, entry.context(), _Via.OUTBOX)
+        return await self._run(entry.tool, entry.args, entry.context(), _Via.OUTBOX)
 
     def _lease_span(self, name: str) -> float:
         tool = self.config.tools.get(name)
@@ -413,17 +461,24 @@ class ToolRuntime:
             exchange.notes["idempotency_key"] = request.idempotency_key
         return send(request, exchange)
 
-    def _answer(self, tool: Tool, answer: Any, exchange: Exchange) -> Any:
-        """What `_start`'s work gave, for the LLM: a handler's value or the response's body."""
-        if tool.handler is not None:
-            value = transform_response(tool.response, answer)  # converts and caps its output
-        else:
-            value = transform_response(tool.response, self._body(answer, exchange))
+    def _answer(self, tool: Tool, answer: Any, exchange: Exchange, enforce: bool = True) -> Any:
+        """What `_start`'s work gave, for the LLM: a handler's value or the response's body.
+
+        Checked against the tool's response contract first (`enforce`: a mismatch may refuse).
+        """
+        body = answer if tool.handler is not None else self._body(answer, exchange)
+        self._contracts.check(tool, body, exchange, enforce=enforce)
+        # transform_response converts and caps a handler's output too
+        value = transform_response(tool.response, body)
+        if tool.graphql is not None:  # a partial answer says what it is missing
+            value = mark_incomplete(value, exchange, _DEFAULT_WORDS)
         return self._pipelines.scrub(value)
 
     @staticmethod
     def _body(response: Response, exchange: Exchange) -> Any:
         """A 2xx body as JSON, or the ToolError an error status means (in the tool's words)."""
+        if exchange.tool.graphql is not None:
+            return graphql_answer(response, exchange, _DEFAULT_WORDS)
         if response.status < 300:
             if not response.body:
                 return None

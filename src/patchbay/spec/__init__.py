@@ -49,6 +49,7 @@ from patchbay.spec._registry import (
     resolve_handler,
 )
 from patchbay.spec._schema import parameters_schema, supports_strict, tool_description
+from patchbay.spec._secrets import SecretsSpec
 from patchbay.spec.formats import SchemaFormat, export_tools
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "Rule",
     "Say",
     "SchemaFormat",
+    "SecretsSpec",
     "TenantOverride",
     "Tool",
     "ToolRegistry",

@@ -21,6 +21,7 @@ from patchbay.spec._imports import import_callable, load_handler
 from patchbay.spec._model import Integration, Param, Prefetch, Tool
 from patchbay.spec._ops import GatewayAuth
 from patchbay.spec._pattern import compile_pattern
+from patchbay.spec._state import StateSpec, check_state_url, durable_url
 
 # The same placeholder grammar as the request builder (http/_build.py), so what passes here
 # is exactly what the builder fills.
@@ -31,20 +32,18 @@ _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _CALL_FIELDS = ("id", "tenant", "caller")
 
 
-def check_state(state: str) -> list[ConfigError]:
-    """The state store URL must be one of the three backends."""
-    if state == "memory":
-        return []
-    if state.startswith("sqlite:///") and len(state) > len("sqlite:///"):
-        return []
-    if state.startswith(("redis://", "rediss://")) and urlsplit(state).hostname:
-        return []
-    return [
-        ConfigError(
-            f"unknown state store {state!r}; use memory, sqlite:///path or redis://host:port/db",
-            "state",
-        )
-    ]
+def check_state(state: object) -> list[ConfigError]:
+    """`state` is a store URL, or `{fast: URL, durable: URL}` (shape errors come from the model)."""
+    if isinstance(state, str):
+        return check_state_url(state, "state")
+    if isinstance(state, Mapping):
+        return [
+            error
+            for role in ("fast", "durable")
+            if isinstance(state.get(role), str)
+            for error in check_state_url(state[role], f"state.{role}")
+        ]
+    return []
 
 
 def _http_url(url: str, where: str) -> list[ConfigError]:
@@ -68,6 +67,16 @@ def check_integration(integration: Integration, where: str) -> list[ConfigError]
         headers[integration.version.header] = integration.version.value or ""
     for name, value in headers.items():
         errors += _header(name, value, f"{where}.headers.{name}")
+    # Every version a request may carry in a header: the canary's and the tenants' pins too
+    # (the integration's own value is checked with its headers above).
+    pin = integration.version
+    if pin is not None and pin.header is not None and pin.canary is not None:
+        errors += _header(pin.header, pin.canary.value, f"{where}.version.canary.value")
+    for tenant, override in integration.tenants.items():
+        pin = override.version
+        if pin is not None and pin.header is not None:
+            both = (pin.value or "") + (pin.canary.value if pin.canary else "")
+            errors += _header(pin.header, both, f"{where}.tenants.{tenant}.version")
     for i, operation in enumerate(integration.operations):
         errors += _not_a_url(operation.path, f"{where}.operations[{i}].path", integration.name)
     return errors
@@ -356,9 +365,9 @@ def _prefetch(tool: Tool, where: str) -> list[ConfigError]:
     return errors
 
 
-def state_warnings(state: str, tools: Mapping[str, Tool]) -> list[ConfigError]:
+def state_warnings(state: str | StateSpec, tools: Mapping[str, Tool]) -> list[ConfigError]:
     """What works but may lose writes: background tools on a store that dies with the process."""
-    if state != "memory":
+    if durable_url(state) != "memory":
         return []
     return [
         ConfigError(

@@ -19,10 +19,13 @@ from patchbay.spec._checks import (
     check_state,
     check_tool,
 )
+from patchbay.spec._graphql_checks import check_graphql_tool
 from patchbay.spec._imports import import_object
 from patchbay.spec._messages import Loc, issues, join_loc
 from patchbay.spec._model import DEFER_TOOL_SHAPE, Config, Integration, Tool
+from patchbay.spec._proxy import proxy_env
 from patchbay.spec._registry import ToolRegistry, load_registry, merge_tools
+from patchbay.spec._secrets import check_secret_refs
 
 # Hand-written: one regex covers ${VAR}, ${VAR:-default} and the $${ escape, and lets every
 # missing variable be reported with its location instead of failing on the first.
@@ -68,7 +71,8 @@ def load_config_text(
     folder = str(Path(base_dir).resolve())
     data, errors = _parse(text)
     missing: list[ConfigError] = []
-    data = _interpolate(data, os.environ if env is None else env, (), missing)
+    environ = os.environ if env is None else env
+    data = _interpolate(data, environ, (), missing)
     errors += missing
     unfilled = {e.location for e in missing}
     later: list[ConfigError] = []
@@ -80,6 +84,7 @@ def load_config_text(
     if errors:
         raise ConfigErrors(errors)
     assert config is not None  # every path that leaves it None adds an error
+    config = config.model_copy(update={"proxy_env": proxy_env(environ)})
     for registry in registries:
         try:
             config = merge_tools(config, registry)
@@ -96,11 +101,16 @@ def load_python_config(ref: str, base_dir: str | Path = ".") -> Config:
     folder = str(Path(base_dir).resolve())
     try:
         found = import_object(ref, folder)
+        # the proxy variables are read here, as a YAML config's are when it is loaded
+        proxies = proxy_env(os.environ)
         if isinstance(found, Config):
-            return found if found.base_dir != "." else found.model_copy(update={"base_dir": folder})
+            update: dict[str, Any] = {"proxy_env": found.proxy_env or proxies}
+            if found.base_dir == ".":
+                update["base_dir"] = folder
+            return found.model_copy(update=update)
         if not isinstance(found, ToolRegistry):
             raise ConfigError(f"this is a {type(found).__name__}, not a ToolRegistry or Config")
-        return merge_tools(Config(base_dir=folder), load_registry(ref, folder))
+        return merge_tools(Config(base_dir=folder, proxy_env=proxies), load_registry(ref, folder))
     except ConfigErrors:
         raise
     except ConfigError as exc:
@@ -339,13 +349,16 @@ def _validate(
 
     `from_python`: integrations the config's ToolRegistry objects bring, which tools may name.
     """
-    if "base_dir" in data:
-        errors.append(ConfigError("unknown key 'base_dir'", "base_dir"))
+    for internal in ("base_dir", "proxy_env"):
+        if internal in data:
+            errors.append(ConfigError(f"unknown key {internal!r}", internal))
     raw_integrations = _named("integrations", data, errors)
     raw_tools = _named("tools", data, errors)
-    top = {k: v for k, v in data.items() if k not in ("integrations", "tools", "base_dir")}
+    top = {
+        k: v for k, v in data.items() if k not in ("integrations", "tools", "base_dir", "proxy_env")
+    }
     shell = _model(Config, {**top, "base_dir": folder}, (), errors)
-    if isinstance(top.get("state"), str):
+    if "state" in top:
         errors += check_state(top["state"])
     integrations: dict[str, Integration] = {}
     for key, value in raw_integrations.items():
@@ -363,6 +376,7 @@ def _validate(
             continue
         known = raw_integrations.keys() | from_python
         found = check_tool(checked.partial, f"tools.{key}", known, folder)
+        found += check_graphql_tool(checked.partial, f"tools.{key}", integrations)
         if checked.valid is not None:
             tools[key] = checked.valid
         elif _semantics_changed(checked.broken):
@@ -370,6 +384,8 @@ def _validate(
         errors += found
     if errors or shell.valid is None:
         return None
-    return Config.model_validate(
+    config = Config.model_validate(
         {**top, "integrations": integrations, "tools": tools, "base_dir": folder}
     )
+    errors += check_secret_refs(config)  # vault:/aws-sm: shape, and their secrets block
+    return None if errors else config

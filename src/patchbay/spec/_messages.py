@@ -67,6 +67,8 @@ def _member(members: tuple[Any, ...], part: int | str) -> Any:
     """The union member pydantic named `part` in a loc: by discriminator tag or class name."""
     for member in (_unwrap(m) for m in members):
         if not _is_model(member):
+            if part == getattr(member, "__name__", None):  # a tagged scalar member, e.g. str
+                return member
             continue
         if part == member.__name__:
             return member

@@ -16,7 +16,12 @@ from patchbay.spec._base import (
     Frozen,
     SecretRef,
 )
+from patchbay.spec._graphql import GraphQLRequest
+from patchbay.spec._jsonschema import JsonSchema
 from patchbay.spec._ops import Defaults, GatewaySpec, ObserveSpec
+from patchbay.spec._proxy import ProxySetting
+from patchbay.spec._secrets import SecretsSpec
+from patchbay.spec._state import StateValue
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -96,6 +101,10 @@ class ResponseSpec(Frozen):
     strip: tuple[str, ...] = ()  # keys removed wherever they appear
     summarize: ListSummary | None = None
     max_chars: int = Field(default=4000, ge=64)
+    # JSON Schema of the upstream answer (before root/fields), checked on every answer: a
+    # mismatch is a `contract` event and metric, and with `enforce` an error result.
+    expect: JsonSchema | None = None
+    enforce: bool = False
 
 
 class Say(Frozen):
@@ -204,12 +213,20 @@ class Guard(Frozen):
         return self
 
 
+class Canary(Frozen):
+    """A newer version for a share of calls: the header's value, or the path prefix."""
+
+    value: str = Field(min_length=1, max_length=64)
+    percent: float = Field(gt=0, le=100)  # of calls (sticky per phone call)
+
+
 class VersionPin(Frozen):
-    """Pin the API version, by header or by path prefix."""
+    """Pin the API version, by header or by path prefix; optionally canary a newer one."""
 
     header: str | None = None
     value: str | None = None
     path_prefix: str | None = None  # e.g. "/v2", put before every path
+    canary: Canary | None = None
 
     @model_validator(mode="after")
     def _one_way(self) -> VersionPin:
@@ -217,6 +234,8 @@ class VersionPin(Frozen):
             raise ValueError("give either header (with value) or path_prefix")
         if self.header is not None and not self.value:
             raise ValueError("a version header needs a value")
+        if self.canary is not None and self.canary.value == (self.value or self.path_prefix):
+            raise ValueError("canary.value is the version already pinned; give the new one")
         return self
 
 
@@ -228,6 +247,7 @@ class TenantOverride(Frozen):
     secret: SecretRef | None = None  # shorthand: same auth type, another secret
     rate_limit: RateLimitSpec | None = None
     quota: QuotaSpec | None = None
+    version: VersionPin | None = None  # replaces the integration's version (and its canary)
 
 
 class ExampleAnswer(Frozen):
@@ -262,6 +282,9 @@ class Integration(Frozen):
     """A REST API patchbay may call, and the policies around every request to it."""
 
     name: str = ""
+    # rest: tools declare `request`; graphql: base_url is the GraphQL endpoint and tools
+    # declare `graphql` (one named operation each)
+    kind: Literal["rest", "graphql"] = "rest"
     base_url: str
     auth: AuthSpec | None = None
     version: VersionPin | None = None
@@ -278,6 +301,8 @@ class Integration(Frozen):
     # own settings (`default`), sharing their quotas, limits and caches.
     unknown_tenants: Literal["refuse", "default"] = "refuse"
     operations: tuple[Operation, ...] = ()  # extra operations Python handlers may call
+    # a forward proxy (URL or {url, username, password}); false/none: direct, whatever the env says
+    proxy: ProxySetting = None
 
 
 class Prefetch(Frozen):
@@ -304,6 +329,7 @@ class Tool(Frozen):
     rules: tuple[Rule, ...] = ()
     validators: tuple[str, ...] = ()  # "module:function" Python hooks
     request: RequestSpec | None = None
+    graphql: GraphQLRequest | None = None  # instead of request, on a `kind: graphql` integration
     handler: str | None = None  # "module:function"
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     say: Say = Field(default_factory=Say)
@@ -320,6 +346,7 @@ class Tool(Frozen):
     when: str | None = None  # when the agent calls it, in words (docs)
     examples: tuple[Example, ...] = ()  # arguments -> the API's answer (docs, `patchbay mock`)
     audit: tuple[str, ...] = ()  # argument or answer fields kept, as given, in its audit line
+    returns: JsonSchema | None = None  # JSON Schema of what the LLM receives (docs, exports)
 
     @model_validator(mode="after")
     def _audit_keeps_no_contact(self) -> Tool:
@@ -356,11 +383,14 @@ class Tool(Frozen):
     def shape_problems(self) -> list[str]:
         """What is wrong in how the tool is answered (request, handler, builtin, integration)."""
         if self.builtin is not None:
-            if self.request is not None or self.handler is not None:
+            if self.request is not None or self.handler is not None or self.graphql is not None:
                 return ["a builtin tool takes no request or handler"]
             return []
         problems = []
-        if (self.request is None) == (self.handler is None):
+        if self.graphql is not None:
+            if self.request is not None or self.handler is not None:
+                problems.append("give exactly one of request, graphql or handler")
+        elif (self.request is None) == (self.handler is None):
             problems.append("give exactly one of request or handler")
         if not self.integration:
             problems.append("missing required key 'integration'")
@@ -371,6 +401,8 @@ class Tool(Frozen):
         """Whether the tool changes something upstream (never cached, shielded from cancel)."""
         if self.write is not None:
             return self.write
+        if self.graphql is not None:
+            return self.graphql.kind == "mutation"
         return self.request is None or self.request.method != "GET"
 
     def is_required(self, name: str) -> bool:
@@ -387,10 +419,13 @@ class Config(Frozen):
     """A whole patchbay.yaml."""
 
     version: Literal[1] = 1
-    state: str = "memory"
+    state: StateValue = "memory"  # one store URL, or {fast: URL, durable: URL}
     defaults: Defaults = Field(default_factory=Defaults)
     integrations: dict[str, Integration] = Field(default_factory=dict)
     tools: dict[str, Tool] = Field(default_factory=dict)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     observe: ObserveSpec = Field(default_factory=ObserveSpec)
+    secrets: SecretsSpec = Field(default_factory=SecretsSpec)  # secret managers, TTLs
     base_dir: str = Field(default=".", exclude=True)  # where handlers are imported from
+    # HTTP(S)_PROXY and NO_PROXY as read when the config was loaded (spec._proxy.proxy_env)
+    proxy_env: dict[str, str] = Field(default_factory=dict, exclude=True)

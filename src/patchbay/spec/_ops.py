@@ -2,30 +2,64 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, model_validator
 
-from patchbay.spec._base import Frozen, SecretRef
+from patchbay.spec._base import Frozen, SecretRef, _reference
+
+_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+
+
+_MAX_ROTATING = 4
+
+
+def _one_or_list(value: Any) -> str | list[str] | None:
+    # Validated by hand: pydantic's union errors would quote the input, a literal secret included.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _reference(value)
+    if isinstance(value, list) and 1 <= len(value) <= _MAX_ROTATING:
+        refs = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"item {i}: expected a secret reference like env:NAME")
+            try:
+                refs.append(_reference(item))
+            except ValueError as exc:
+                raise ValueError(f"item {i}: {exc}") from None
+        return refs
+    raise ValueError(
+        f"expected a secret reference, or a list of 1 to {_MAX_ROTATING} of them while a "
+        "credential is rotated"
+    )
+
+
+# A gateway credential: one reference, or a list of them while a credential is rotated (the old
+# and the new value are both accepted until the old one is removed from the list).
+GatewaySecret = Annotated[SecretRef | list[SecretRef] | None, PlainValidator(_one_or_list)]
 
 
 class GatewayTenant(Frozen):
     """One tenant's own gateway credentials: a request bearing one of them runs as the tenant."""
 
-    bearer: SecretRef | None = None
-    retell_api_key: SecretRef | None = None
-    elevenlabs_secret: SecretRef | None = None
-    vapi_secret: SecretRef | None = None
+    bearer: GatewaySecret = None
+    retell_api_key: GatewaySecret = None
+    elevenlabs_secret: GatewaySecret = None
+    vapi_secret: GatewaySecret = None
 
 
 class GatewayAuth(Frozen):
     """How gateway callers authenticate; the top-level secrets are the operator's."""
 
-    bearer: SecretRef | None = None  # secret reference for `Authorization: Bearer`
+    bearer: GatewaySecret = None  # secret reference(s) for `Authorization: Bearer`
     open: bool = False  # explicitly accept unauthenticated callers
-    retell_api_key: SecretRef | None = None  # secret reference, verifies X-Retell-Signature
-    elevenlabs_secret: SecretRef | None = None
-    vapi_secret: SecretRef | None = None  # secret reference, compared with X-Vapi-Secret
+    retell_api_key: GatewaySecret = None  # reference(s), verify X-Retell-Signature
+    elevenlabs_secret: GatewaySecret = None
+    vapi_secret: GatewaySecret = None  # reference(s), compared with X-Vapi-Secret
     tenants: dict[str, GatewayTenant] = Field(default_factory=dict)  # credentials bound to one
 
 
@@ -63,8 +97,70 @@ class AuditSpec(Frozen):
     rotate_bytes: int | None = Field(default=None, ge=1024)  # start a new file past this size
 
 
+class JsonLinesSpec(Frozen):
+    """`observe.jsonl`: every event as one redacted JSON line, appended to a file."""
+
+    path: str = Field(min_length=1)
+
+
+class PrometheusSpec(Frozen):
+    """`observe.prometheus`: Prometheus metrics of every tool call.
+
+    `patchbay serve` answers them at `/metrics` (with or without this block); with `path` they
+    are also written to that file in the text format (for node_exporter's textfile collector),
+    which is how `patchbay call` and `mcp`, having no HTTP server, publish them: at most every
+    `interval_s` while calls end, and once more at exit.
+    """
+
+    path: str | None = Field(default=None, min_length=1)
+    interval_s: float = Field(default=15.0, gt=0, le=3600)
+
+
+def _collector_url(value: str) -> str:
+    if not _URL.fullmatch(value):
+        raise ValueError("expected the collector's OTLP/HTTP base URL, like http://127.0.0.1:4318")
+    return value
+
+
+class OtlpSpec(Frozen):
+    """`observe.otlp`: traces (and metrics) sent to an OpenTelemetry collector over OTLP/HTTP."""
+
+    endpoint: Annotated[str, AfterValidator(_collector_url)]
+    traces: bool = True
+    metrics: bool = False
+    service_name: str = Field(default="patchbay", min_length=1, max_length=200)
+    headers: dict[str, SecretRef] = Field(default_factory=dict)  # e.g. an API key, by reference
+
+    @model_validator(mode="after")
+    def _sends_something(self) -> OtlpSpec:
+        if not (self.traces or self.metrics):
+            raise ValueError("sends nothing: set traces or metrics to true, or remove otlp")
+        return self
+
+
+def _jsonl_shorthand(value: Any) -> Any:
+    """`jsonl: events.jsonl` is `jsonl: {path: events.jsonl}`."""
+    if isinstance(value, str):
+        return {"path": value}
+    if value is None or isinstance(value, Mapping | JsonLinesSpec):
+        return value
+    raise ValueError("expected a file path or a mapping like {path: events.jsonl}")
+
+
+def _prometheus_shorthand(value: Any) -> Any:
+    """`prometheus: true` is `{}` (metrics on, no file); `false` is no block at all."""
+    if isinstance(value, bool):
+        return {} if value else None
+    if value is None or isinstance(value, Mapping | PrometheusSpec):
+        return value
+    raise ValueError("expected true, false or a mapping like {path: metrics.prom}")
+
+
 class ObserveSpec(Frozen):
     """`observe`: the sinks a runtime built from the config writes to (each part optional)."""
 
     log: LogSpec = Field(default_factory=LogSpec)
     audit: AuditSpec | None = None
+    jsonl: Annotated[JsonLinesSpec | None, BeforeValidator(_jsonl_shorthand)] = None
+    prometheus: Annotated[PrometheusSpec | None, BeforeValidator(_prometheus_shorthand)] = None
+    otlp: OtlpSpec | None = None

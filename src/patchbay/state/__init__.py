@@ -1,4 +1,4 @@
-"""State shared by the policies: one StateStore protocol, memory, SQLite and Redis backends."""
+"""State shared by the policies: one StateStore protocol; memory, SQLite, Redis, PostgreSQL."""
 
 from typing import TYPE_CHECKING
 
@@ -8,15 +8,19 @@ if TYPE_CHECKING:
     from patchbay.state._fallback import FallbackStore
     from patchbay.state._memory import MemoryStore
     from patchbay.state._open import open_store
+    from patchbay.state._postgres import PostgresStore
     from patchbay.state._protocol import StateError, StateStore, StateTypeError, StateUnavailable
     from patchbay.state._redis import RedisStore
+    from patchbay.state._split import SplitStore
     from patchbay.state._sqlite import SQLiteStore
 
 __all__ = [
     "FallbackStore",
     "MemoryStore",
+    "PostgresStore",
     "RedisStore",
     "SQLiteStore",
+    "SplitStore",
     "StateError",
     "StateStore",
     "StateTypeError",
@@ -31,6 +35,7 @@ __getattr__, __dir__ = lazy_exports(
         "._fallback": ("FallbackStore",),
         "._memory": ("MemoryStore",),
         "._open": ("open_store",),
+        "._postgres": ("PostgresStore",),
         "._protocol": (
             "StateError",
             "StateStore",
@@ -38,6 +43,7 @@ __getattr__, __dir__ = lazy_exports(
             "StateUnavailable",
         ),
         "._redis": ("RedisStore",),
+        "._split": ("SplitStore",),
         "._sqlite": ("SQLiteStore",),
     },
 )

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as rx
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -75,21 +76,40 @@ class RedisStore:
         prefix: str = "patchbay:",
         connect_timeout_s: float = 0.25,
         timeout_s: float = 0.5,
+        cluster: bool = False,
     ) -> None:
         self.prefix = prefix
+        self.cluster = cluster
         self._display_url = redact_url(url)
         self._closed = False
-        self._redis = Redis.from_url(
-            url,
-            socket_connect_timeout=connect_timeout_s,
-            socket_timeout=timeout_s,
-            # One immediate retry replaces a pooled socket that a server restart closed; the
-            # library's default (10 retries with backoff) would hold a voice call for seconds.
-            retry=Retry(NoBackoff(), 1),
-        )
+        # One immediate retry replaces a pooled socket that a server restart closed; the
+        # library's default (10 retries with backoff) would hold a voice call for seconds.
+        self._redis: Redis | RedisCluster
+        if cluster:
+            # Any node's address will do: the client learns the slot map from it.
+            self._redis = RedisCluster.from_url(
+                url,
+                socket_connect_timeout=connect_timeout_s,
+                socket_timeout=timeout_s,
+            )
+        else:
+            self._redis = Redis.from_url(
+                url,
+                socket_connect_timeout=connect_timeout_s,
+                socket_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 1),
+            )
+        # A cluster client must learn the slot map before commands run concurrently: redis-py's
+        # asyncio cluster client fails commands that race its first connections otherwise.
+        self._cold = cluster
         self._cas = self._redis.register_script(_CAS)
         self._incr_with_ttl = self._redis.register_script(_INCR_WITH_TTL)
         self._gcra = self._redis.register_script(_GCRA)
+
+    async def _warm(self) -> None:
+        if self._cold:
+            await cast("RedisCluster", self._redis).initialize()  # it holds a lock of its own
+            self._cold = False
 
     def __repr__(self) -> str:
         return f"RedisStore({self._display_url!r}, prefix={self.prefix!r})"
@@ -97,17 +117,20 @@ class RedisStore:
     async def get(self, key: str) -> bytes | None:
         """Return the value at `key`, or None when it is absent or expired."""
         with _translate(key):
+            await self._warm()
             return cast("bytes | None", await self._redis.get(self.prefix + key))
 
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         """Store `value` at `key`, replacing whatever was there."""
         ttl_ms = _ttl_ms(check_ttl(ttl_s))
         with _translate(key):
+            await self._warm()
             await self._redis.set(self.prefix + key, value, px=ttl_ms)
 
     async def delete(self, key: str) -> None:
         """Remove `key` (value or hash); absent keys are fine."""
         with _translate(key):
+            await self._warm()
             await self._redis.delete(self.prefix + key)
 
     async def set_if_absent(self, key: str, value: bytes, ttl_s: float | None = None) -> bool:
@@ -115,6 +138,7 @@ class RedisStore:
         # SET NX PX is one atomic command already; a script would only add a round of EVALSHA.
         ttl_ms = _ttl_ms(check_ttl(ttl_s))
         with _translate(key):
+            await self._warm()
             return bool(await self._redis.set(self.prefix + key, value, nx=True, px=ttl_ms))
 
     async def compare_and_set(
@@ -129,12 +153,14 @@ class RedisStore:
             b"" if ttl_ms is None else str(ttl_ms).encode(),
         ]
         with _translate(key):
+            await self._warm()
             return bool(await self._cas(keys=[self.prefix + key], args=args))
 
     async def incr(self, key: str, amount: int = 1, ttl_s: float | None = None) -> int:
         """Add `amount` to the integer at `key` and return it; `ttl_s` applies only on creation."""
         ttl_ms = _ttl_ms(check_ttl(ttl_s))
         with _translate(key):
+            await self._warm()
             if ttl_ms is None:
                 return int(await self._redis.incrby(self.prefix + key, amount))
             return int(await self._incr_with_ttl(keys=[self.prefix + key], args=[amount, ttl_ms]))
@@ -146,29 +172,34 @@ class RedisStore:
         p = gcra_params(rate_per_s, burst, max_wait_s)
         args = [repr(p.interval_s), repr(p.tolerance_s), repr(p.max_wait_s), repr(EPSILON_S)]
         with _translate(key):
+            await self._warm()
             wait = await self._gcra(keys=[self.prefix + key], args=args)
         return None if wait is None else float(wait)
 
     async def hset(self, key: str, field: str, value: bytes) -> None:
         """Store `value` under `field` of the hash at `key`."""
         with _translate(key):
+            await self._warm()
             await self._redis.hset(self.prefix + key, field, value)
 
     async def hget(self, key: str, field: str) -> bytes | None:
         """Return one field of the hash at `key`, or None."""
         with _translate(key):
+            await self._warm()
             value = await self._redis.hget(self.prefix + key, field)
         return cast("bytes | None", value)
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
         """Return every field of the hash at `key` ({} when absent)."""
         with _translate(key):
+            await self._warm()
             raw = await self._redis.hgetall(self.prefix + key)
         return {field.decode(): value for field, value in cast("dict[bytes, bytes]", raw).items()}
 
     async def hdel(self, key: str, field: str) -> None:
         """Remove one field; the hash disappears with its last field."""
         with _translate(key):
+            await self._warm()
             await self._redis.hdel(self.prefix + key, field)
 
     async def close(self) -> None:
@@ -202,6 +233,8 @@ def _translate(key: str) -> Iterator[None]:
         yield
     except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
         raise StateUnavailable(f"redis is unreachable: {exc}") from exc
+    except (rx.ClusterDownError, rx.TryAgainError, rx.RedisClusterException) as exc:
+        raise StateUnavailable(f"the redis cluster cannot serve: {exc}") from exc
     except rx.ResponseError as exc:
         if "WRONGTYPE" in str(exc) or "not an integer" in str(exc):
             raise StateTypeError(f"key {key!r} holds the wrong kind of value: {exc}") from exc

@@ -24,12 +24,13 @@ from typing import Any, Self
 from aiohttp import web
 
 from patchbay._errors import SecretError
-from patchbay.http import Secret, SecretResolver
+from patchbay.http import Secret, SecretResolver, build_resolver
 from patchbay.spec import Config, Integration
 from patchbay.testing._faults import Fault, FaultProxy
 from patchbay.testing._mockdata import (
     Answer,
     Route,
+    contract_body,
     load_openapi_answers,
     minimal_body,
     pick_example,
@@ -141,7 +142,7 @@ class _MockServer(FaultProxy):
         self.integration = integration
         self.routes: list[Route] = routes_for(config, integration)
         self._openapi = openapi
-        self._resolver = SecretResolver(base_dir=config.base_dir)
+        self._resolver = build_resolver(config)
         self._credential: _Credential | None = None
         self._prefix = ""
         if integration.version is not None and integration.version.path_prefix:
@@ -242,6 +243,8 @@ class _MockServer(FaultProxy):
             return found
         if route.tool is None:
             return Answer(200, {})
+        if route.tool.response.expect is not None:  # the answer the tool's contract describes
+            return Answer(200, contract_body(route.tool.response.expect, args))
         return Answer(200, minimal_body(route.tool.response, args, self._ids))
 
     @staticmethod

@@ -359,6 +359,25 @@ def schema_example(doc: Mapping[str, Any], schema: Any, depth: int = 0) -> Any:
     return None
 
 
+def contract_body(expect: Mapping[str, Any], args: Mapping[str, Any]) -> Any:
+    """A body that fits a tool's response contract (`response.expect`), echoing the arguments
+    wherever a property of the same name takes a value of their type."""
+    return _echo(schema_example(expect, expect), args)
+
+
+def _echo(value: Any, args: Mapping[str, Any]) -> Any:
+    if isinstance(value, list):
+        return [_echo(item, args) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        given = args.get(name)
+        same_kind = given is not None and type(given) is type(item)
+        out[name] = given if same_kind else _echo(item, args)
+    return out
+
+
 def _json_content(doc: Mapping[str, Any], response: Any) -> Mapping[str, Any] | None:
     content = _resolve(doc, response).get("content") if isinstance(response, Mapping) else None
     if not isinstance(content, Mapping):
