@@ -60,6 +60,7 @@ class Tally:
     rejected: Counter[str] = field(default_factory=Counter)
     # Prism checks its own answers too: the document's examples breaking its own schemas
     own_answers: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
     unauthorised: int = 0
     unauthorised_docs: Counter[str] = field(default_factory=Counter)
     mismatches: Counter[str] = field(default_factory=Counter)
@@ -80,6 +81,8 @@ class Recording:
     async def send(self, request: Request, timeout_s: float) -> Response:
         response = await self.inner.send(request, timeout_s)
         self.tally.sent += 1
+        kind = response.header("content-type") or "-"
+        self.tally.statuses[f"{response.status} {kind.split(';')[0]}"] += 1
         violations = response.header("sl-violations") or ""
         cls = _violation(violations)
         if '"location":["response"' in violations.replace(" ", ""):
@@ -172,10 +175,13 @@ def _strategy(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
     hypothesis-jsonschema draws objects through a Hypothesis internal that newer Hypothesis
     versions renamed (`many.more`), so objects (free-form ones here) are drawn directly and
-    every other shape by hypothesis-jsonschema.
+    every other shape by hypothesis-jsonschema; an object with declared fields is drawn as
+    the arguments are.
     """
     kinds = schema.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "object" in kinds and schema.get("properties"):  # declared fields: drawn field by field
+        return object_strategy(schema)
     if "object" in kinds:  # free-form: a small map of text, as such objects usually are
         keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
         return st.dictionaries(keys, st.text(max_size=8), max_size=3)
@@ -337,6 +343,8 @@ def main() -> None:
         f"  answers where Prism found the document's own examples break its schema: "
         f"{tally.own_answers}"
     )
+    answers = ", ".join(f"{k} {v}" for k, v in tally.statuses.most_common(8))
+    print(f"  Prism's answers: {answers}")
     if tally.unauthorised_docs:
         docs = ", ".join(f"{d} {n}" for d, n in tally.unauthorised_docs.most_common(6))
         print(f"  401 answers by document: {docs}")

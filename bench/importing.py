@@ -22,9 +22,9 @@ DOCUMENTS = {"Stripe": "stripe.com.json", "GitHub": "github.com/api.github.com.j
 TARGET_S = 10.0
 
 
-def synthetic(operations: int = 450, schemas: int = 1200, seed: int = 3) -> dict[str, Any]:
+def synthetic(operations: int = 450, schemas: int = 500, seed: int = 3) -> dict[str, Any]:
     """An OpenAPI 3.0 document shaped like Stripe's: form bodies, `anyOf` expansions, shared
-    and self-referring schemas, wrapped list answers; about the same size (~6 MB of JSON)."""
+    and self-referring schemas, wrapped list answers; about the same size (~2.5 MB of JSON)."""
     rnd = random.Random(seed)
     names = [f"resource_{i}" for i in range(schemas)]
     components: dict[str, Any] = {}

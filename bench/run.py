@@ -1,7 +1,8 @@
 """`make bench`: every benchmark, each printing ratios against a floor measured in the same run.
 
 The machine is shared and noisy: read the ratios, not the absolute figures. Pass section names
-(core, resilience, hang, redis, gateway, tracing, observe, cli, import) to run only those.
+(core, resilience, hang, redis, gateway, tracing, observe, callevents, webhooks, cli, import) to
+run only those.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from callevents import bench_callevents
 from cli_start import bench_cli_start
 from contracts import bench_contracts
 from core import bench_core, report_core
 from importing import bench_import
+from redis_trips import bench_redis_trips
 from resilience_hang import bench_hang
 from tracing import bench_tracing
+from webhooks import bench_webhooks
 
 from gateway import bench_gateway
 from observe import bench_observe, report_observe
@@ -37,7 +41,16 @@ async def _resilience() -> None:
 
 
 async def _redis() -> None:
-    await bench_redis_overhead()  # prints its own lines
+    await bench_redis_trips()  # a tool call in a live phone call: round trips and added ms
+    await bench_redis_overhead()  # a whole phone call of one tool call; prints its own lines
+
+
+async def _callevents() -> None:
+    await bench_callevents()  # prints its own lines
+
+
+async def _webhooks() -> None:
+    await bench_webhooks()  # prints its own lines
 
 
 async def _hang() -> None:
@@ -85,6 +98,8 @@ SECTIONS = {
         _contracts,
     ),
     "observe": ("the audit sink (and every file sink) per call, on against off", _observe),
+    "callevents": ("call events: publish to delivery at 200/s, one replica and two", _callevents),
+    "webhooks": ("webhooks: receipt to delivery at 200/s, durable acceptance rate", _webhooks),
     "cli": ("CLI start-up: each command as a subprocess against `python -c pass`", _cli),
     "import": ("patchbay import openapi on Stripe's document (target: under 10 s)", _import),
 }

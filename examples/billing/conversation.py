@@ -6,15 +6,18 @@ through patchbay exactly as a real agent's would.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from patchbay import CallContext, ToolResult, ToolRuntime
+from patchbay.runtime import CallEvent
 
 Say = Callable[[str, str], None]
 ShowCall = Callable[[str, dict[str, Any]], None]
 ShowResult = Callable[[ToolResult], None]
+ShowEvent = Callable[[CallEvent], None]
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Transcript:
 
     lines: list[tuple[str, str]] = field(default_factory=list)
     results: list[ToolResult] = field(default_factory=list)
+    events: list[CallEvent] = field(default_factory=list)  # what reached the call meanwhile
 
     def spoken(self) -> str:
         """Everything the agent said, as one text."""
@@ -86,4 +90,78 @@ async def play(
         )
     else:
         line("agent", paid.say or "I couldn't take the payment right now.")
+    return t
+
+
+async def play_async(
+    runtime: ToolRuntime,
+    call: CallContext,
+    *,
+    say: Say = lambda who, text: None,
+    show_call: ShowCall = lambda name, args: None,
+    show_result: ShowResult = lambda result: None,
+    show_event: ShowEvent = lambda event: None,
+    wait_s: float = 10.0,
+) -> Transcript:
+    """Play the second call: a payment that clears mid-call, told by the billing API's webhook.
+
+    The agent listens to the call's events (`runtime.call_events`) the whole call, as a voice
+    framework adapter does, and speaks the words an event brings as soon as it arrives.
+    """
+    t = Transcript()
+
+    def line(who: str, text: str) -> None:
+        t.lines.append((who, text))
+        say(who, text)
+
+    async def tool(name: str, args: dict[str, Any]) -> ToolResult:
+        show_call(name, args)
+        result = await runtime.call_tool(name, args, call)
+        t.results.append(result)
+        show_result(result)
+        return result
+
+    async with runtime.call_events(call) as events:
+        line("caller", "Hi, I'd like to pay my oldest invoice.")
+        line("agent", "Of course. Let me find your account from the number you're calling from.")
+        found = await tool("lookup_customer_invoices", {"phone": call.caller})
+        if not found.ok or not found.result.get("found"):
+            line("agent", found.say or "I couldn't find an account with that number.")
+            return t
+        invoice = found.result["invoices"][0]
+        line(
+            "agent",
+            f"Thanks, {found.result['customer_name'].split()[0]}. Your oldest open invoice is "
+            f"{dollars(invoice['amount'])}, due {invoice['due_date']}. Pay it now with the card "
+            "on file?",
+        )
+        line("caller", "Yes, please.")
+        started = await tool(
+            "create_payment_async",
+            {
+                "invoice_id": invoice["invoice_id"],
+                "amount": invoice["amount"],
+                "payment_method_id": "pm_card_mc5454",
+            },
+        )
+        if not started.ok or not started.result.get("processing"):
+            line("agent", started.say or "I couldn't start the payment right now.")
+            return t
+        line(
+            "agent",
+            f"Your payment of {dollars(started.result['amount'])} is processing; I'll tell you "
+            "as soon as it clears.",
+        )
+        line("caller", "Great, I'll hold.")
+        try:
+            async with asyncio.timeout(wait_s):
+                async for event in events:
+                    t.events.append(event)
+                    show_event(event)
+                    if event.say and event.event == "payment.succeeded":
+                        line("agent", f"{event.say} Anything else?")
+                        return t
+        except TimeoutError:
+            pass
+        line("agent", "It's still processing; you'll get a text as soon as it clears.")
     return t

@@ -3,11 +3,16 @@
 Run it with ``python examples/billing/service.py --port 8042 [--db billing.sqlite3]``; the API key
 is ``BILLING_API_KEY`` (default ``demo-key``). It imports nothing from patchbay on purpose: it
 stands in for a company's own API, which patchbay only reaches over HTTP.
+
+``POST /payments`` with ``"confirm": "async"`` answers 202 ``{"status": "processing", ...}`` and,
+``--webhook-delay`` seconds later, sends ``payment.succeeded`` signed per Standard Webhooks to
+``--webhook-url`` with the ``whsec_`` secret in ``BILLING_WEBHOOK_SECRET``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import os
@@ -20,6 +25,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
+
+# A sibling module: importable when run as a script and when patchbay.testing loads this file.
+from billing_webhooks import WebhookSender
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -49,6 +57,8 @@ CREATE TABLE IF NOT EXISTS payments (
 CREATE INDEX IF NOT EXISTS payments_by_invoice ON payments (invoice_id);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS async_payments (
+    payment_id TEXT PRIMARY KEY, confirmation_number TEXT NOT NULL, status TEXT NOT NULL);
 """
 
 JAMIE = "cus_8F2kLq"
@@ -87,7 +97,8 @@ def seed(db: sqlite3.Connection) -> None:
     """Replace every row with the example's data: Jamie Patel owes $247.00."""
     db.executescript(SCHEMA)
     with db:
-        for table in ("customers", "payment_methods", "invoices", "payments", "idempotency"):
+        tables = ("customers", "payment_methods", "invoices", "payments", "idempotency")
+        for table in (*tables, "async_payments"):
             db.execute(f"DELETE FROM {table}")  # fixed names, never input
         db.executemany(
             "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -207,7 +218,7 @@ class BillingStore:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT" if status == 201 and not replayed else "ROLLBACK")
+            self.db.execute("COMMIT" if status in (201, 202) and not replayed else "ROLLBACK")
             return status, answer, replayed
 
     def _pay_locked(self, key: str, fingerprint: str, body: Json) -> tuple[int, Json, bool]:
@@ -239,24 +250,58 @@ class BillingStore:
                 _err("PAY_422_AMOUNT", f"amount exceeds the open balance of {balance}"),
                 False,
             )
-        answer = {
-            "status": "completed",
-            "confirmation_number": "PAY-" + secrets.token_hex(5).upper(),
-            "invoice_id": invoice["id"],
-            "amount": amount,
-        }
+        confirmation = "PAY-" + secrets.token_hex(5).upper()
+        answer: Json = {"status": "completed", "confirmation_number": confirmation}
+        status = 201
+        if body.get("confirm") == "async":
+            # Charged now, like the synchronous kind; the confirmation is told once it clears.
+            answer = {"status": "processing", "payment_id": "pay_" + secrets.token_hex(8)}
+            status = 202
+            self.db.execute(
+                "INSERT INTO async_payments VALUES (?, ?, 'processing')",
+                (answer["payment_id"], confirmation),
+            )
+        answer |= {"invoice_id": invoice["id"], "amount": amount}
         self.db.execute(
             "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (answer["confirmation_number"], invoice["customer_id"], invoice["id"], amount,
+            (confirmation, invoice["customer_id"], invoice["id"], amount,
              body["payment_method_id"], key, datetime.now(UTC).isoformat()),
         )  # fmt: skip
         if amount == balance:
             self.db.execute("UPDATE invoices SET status = 'paid' WHERE id = ?", (invoice["id"],))
         self.db.execute(
             "INSERT INTO idempotency VALUES (?, ?, ?, ?)",
-            (key, fingerprint, 201, json.dumps(answer)),
+            (key, fingerprint, status, json.dumps(answer)),
         )
-        return 201, answer, False
+        return status, answer, False
+
+    def async_payment(self, payment_id: str) -> Json | None:
+        """An asynchronous payment: its status, and its confirmation number once it has cleared."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT a.payment_id, a.status, a.confirmation_number, p.invoice_id, p.amount"
+                " FROM async_payments a JOIN payments p USING (confirmation_number)"
+                " WHERE a.payment_id = ?",
+                (payment_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        found = dict(row)
+        if found["status"] != "succeeded":
+            del found["confirmation_number"]
+        return found
+
+    def settle(self, payment_id: str) -> Json | None:
+        """Mark an asynchronous payment succeeded: its payment.succeeded data, None if unknown."""
+        with self.lock, self.db:
+            self.db.execute(
+                "UPDATE async_payments SET status = 'succeeded' WHERE payment_id = ?",
+                (payment_id,),
+            )
+        found = self.async_payment(payment_id)
+        if found is None:
+            return None  # forgotten by a reset meanwhile
+        return {k: found[k] for k in ("payment_id", "invoice_id", "amount", "confirmation_number")}
 
     def ledger(self) -> Json:
         """Every payment taken and every request seen, for tests that count charges."""
@@ -281,7 +326,7 @@ def _err(code: str, message: str) -> Json:
     return {"error": message, "code": code}
 
 
-_UNCOUNTED = frozenset({"/_ledger", "/_reset", "/_health"})
+_UNCOUNTED = frozenset({"/_ledger", "/_reset", "/_health", "/_webhooks"})
 
 
 class KeyAndCount:
@@ -308,9 +353,33 @@ class KeyAndCount:
         await self.app(scope, receive, send)
 
 
-def create_app(db_path: str = ":memory:", api_key: str = "demo-key") -> Starlette:
-    """The billing API over the SQLite database at db_path, seeded when empty."""
+def create_app(
+    db_path: str = ":memory:",
+    api_key: str = "demo-key",
+    *,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    webhook_delay_s: float = 0.5,
+    webhook_attempts: int = 5,
+    webhook_backoff_s: float = 0.5,
+) -> Starlette:
+    """The billing API over the SQLite database at db_path, seeded when empty; asynchronous
+    payments clear after webhook_delay_s, announced to webhook_url if given."""
     store = BillingStore(db_path)
+    if webhook_url is not None and not webhook_secret:
+        raise ValueError("a webhook URL needs its whsec_ secret (BILLING_WEBHOOK_SECRET)")
+    sender = None
+    if webhook_url is not None and webhook_secret:
+        sender = WebhookSender(
+            webhook_url, webhook_secret, attempts=webhook_attempts, backoff_s=webhook_backoff_s
+        )
+    settling: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
+
+    async def settle_later(payment_id: str) -> None:
+        await asyncio.sleep(webhook_delay_s)
+        data = store.settle(payment_id)
+        if data is not None and sender is not None:
+            await sender.send("payment.succeeded", data)
 
     async def search(request: Request) -> Response:
         phone, email = request.query_params.get("phone"), request.query_params.get("email")
@@ -352,15 +421,34 @@ def create_app(db_path: str = ":memory:", api_key: str = "demo-key") -> Starlett
         strings = (body["customer_id"], body["invoice_id"], body["payment_method_id"])
         if not all(isinstance(s, str) and s for s in strings):
             return _error(400, "PAY_400_BODY", "ids must be non-empty strings")
+        if body.get("confirm") not in (None, "sync", "async"):
+            return _error(400, "PAY_400_CONFIRM", "confirm must be sync or async")
         status, answer, replayed = store.pay(key, body)
+        if status == 202 and not replayed:
+            task = asyncio.get_running_loop().create_task(settle_later(answer["payment_id"]))
+            settling.add(task)
+            task.add_done_callback(settling.discard)
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return JSONResponse(answer, status_code=status, headers=headers)
+
+    async def payment(request: Request) -> Response:
+        found = store.async_payment(request.path_params["payment_id"])
+        if found is None:
+            return _error(404, "PAY_404", "payment not found")
+        return JSONResponse(found)
+
+    async def webhooks(request: Request) -> Response:
+        if sender is None:
+            return JSONResponse({"url": None, "deliveries": []})
+        return JSONResponse({"url": sender.url, "deliveries": sender.deliveries})
 
     async def ledger(request: Request) -> Response:
         return JSONResponse(store.ledger())
 
     async def reset(request: Request) -> Response:
         store.reset()
+        if sender is not None:
+            sender.deliveries.clear()
         return JSONResponse({"reset": True})
 
     async def health(request: Request) -> Response:
@@ -376,6 +464,8 @@ def create_app(db_path: str = ":memory:", api_key: str = "demo-key") -> Starlett
             Route("/customers/{customer_id}", customer),
             Route("/invoices", invoices),
             Route("/payments", payments, methods=["POST"]),
+            Route("/payments/{payment_id}", payment),
+            Route("/_webhooks", webhooks),
             Route("/_ledger", ledger),
             Route("/_reset", reset, methods=["POST"]),
             Route("/_health", health),
@@ -395,9 +485,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", default=":memory:", help="SQLite file, or :memory:")
     parser.add_argument("--api-key", default=os.environ.get("BILLING_API_KEY", "demo-key"))
     parser.add_argument("--fd", type=int, help="serve on this inherited listening socket")
+    parser.add_argument("--webhook-url", help="send payment.succeeded events here")
+    parser.add_argument("--webhook-delay", type=float, default=0.5, help="seconds to clear")
+    parser.add_argument("--webhook-attempts", type=int, default=5)
+    parser.add_argument("--webhook-backoff", type=float, default=0.5, help="first retry wait")
     args = parser.parse_args(argv)
+    # The secret comes from the environment only: a command line is visible to every local user.
+    secret = os.environ.get("BILLING_WEBHOOK_SECRET")
+    try:
+        app = create_app(
+            args.db,
+            args.api_key,
+            webhook_url=args.webhook_url,
+            webhook_secret=secret,
+            webhook_delay_s=args.webhook_delay,
+            webhook_attempts=args.webhook_attempts,
+            webhook_backoff_s=args.webhook_backoff,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     config = uvicorn.Config(
-        create_app(args.db, args.api_key),
+        app,
         host=args.host,
         port=args.port,
         access_log=False,

@@ -156,3 +156,10 @@ def test_demo_plays_the_call_end_to_end(tmp_path: Path) -> None:
     assert "Thanks, Jamie. I see a $247.00 open invoice" in out
     assert "Payment of $247.00 confirmed, confirmation number PAY-" in out
     assert "{'inv_1001': 1}" in out
+    # The second call: the payment is processing, then its signed webhook arrives mid-call and
+    # the agent says it cleared, with the number the billing API sent.
+    processing = out.index("Your payment of $17.50 is processing")
+    arrived = out.index("← POST /webhooks/billing  payment.succeeded  200")
+    cleared = out.index("Agent: Your payment has cleared; confirmation PAY-")
+    assert processing < arrived < cleared
+    assert "{'inv_1001': 1, 'inv_2001': 1}" in out

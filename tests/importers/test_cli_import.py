@@ -40,8 +40,13 @@ def test_import_then_call_the_billing_api(tmp_path: Path, billing_openapi: str) 
         checked = patchbay(tmp_path, "validate", env=env)
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.strip() == "ok: 1 integrations, 5 tools"
-        got = patchbay(tmp_path, "call", "get_customer", "--args", '{"id": "cus_8F2kLq"}', env=env)
+        call = ("call", "get_customer", "--args", '{"id": "cus_8F2kLq"}', "--events")
+        got = patchbay(tmp_path, *call, env=env)
         assert got.returncode == 0, got.stderr
+        # The imported contract of the answer holds for the real service: no contract event.
+        config = yaml.safe_load((tmp_path / "patchbay.yaml").read_text())
+        assert "customer" in json.dumps(config["tools"]["get_customer"]["response"]["expect"])
+        assert '"kind":"attempt"' in got.stderr and '"kind":"contract"' not in got.stderr
         answer = json.loads(got.stdout)
         assert answer["ok"] is True, answer
         assert answer["result"]["data"]["customer"]["name"] == "Jamie Patel"

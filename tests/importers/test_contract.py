@@ -8,10 +8,13 @@ from typing import Any
 
 import jsonschema
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from patchbay.importers import import_openapi
 from patchbay.importers._contract import MAX_DEPTH, response_contract
 from patchbay.importers._source import Refs
+from patchbay.importers._yaml import dump
 from patchbay.spec import load_config_text
 
 DOC = textwrap.dedent(
@@ -179,3 +182,19 @@ def test_imported_tools_carry_the_contract_and_validate() -> None:
     assert (
         import_openapi(_doc(), contracts=False).config["tools"]["get_order"].get("response") is None
     )
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=12), _JSON, min_size=1, max_size=6), max_size=4))
+def test_contracts_lists_of_mappings_read_back_as_written(items: list[dict[str, Any]]) -> None:
+    # A contract's `anyOf` is a list of mappings, written as blocks under their `-`.
+    data = {"tools": {"t": {"response": {"expect": {"anyOf": items}}}}}
+    assert yaml.safe_load(dump(data, {})) == data

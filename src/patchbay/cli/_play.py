@@ -14,6 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from patchbay.cli._app import fail
+from patchbay.cli._play_async import (
+    WebhookDoor,
+    new_webhook_secret,
+    play_second_scene,
+    second_scene,
+    show_event,
+)
 from patchbay.observe import Event
 from patchbay.runtime import ToolResult, ToolRuntime
 from patchbay.spec import CallContext, load_config
@@ -69,7 +76,15 @@ def _show_result(result: ToolResult) -> None:
 async def run_demo(folder: Path) -> int:
     """Start the example API, play the scripted call, print every step; 0 if it went right."""
     script = _load_script(folder)
-    async with BillingServer() as server:
+    # The second scene's payment clears later: the API signs its webhook with this secret.
+    scene_two, secret = second_scene(folder, script), new_webhook_secret()
+    async with (
+        WebhookDoor(console.print) as door,
+        BillingServer(
+            webhook_url=door.endpoint("billing") if scene_two else None,
+            webhook_secret=secret if scene_two else None,
+        ) as server,
+    ):
         env = {**os.environ, "BILLING_URL": server.url, "BILLING_API_KEY": server.api_key}
         os.environ["BILLING_API_KEY"] = server.api_key  # the env: secret provider reads it
         config = load_config(folder / "patchbay.yaml", env=env)
@@ -80,7 +95,17 @@ async def run_demo(folder: Path) -> int:
                 runtime, call, say=_say, show_call=_show_call, show_result=_show_result
             )
         ledger = await server.ledger()
-    charges = ledger.get("charges_by_invoice", {})
-    console.print(f"\n[dim]billing ledger: charges by invoice {charges}[/dim]")
-    ok = all(r.ok for r in transcript.results) and len(transcript.results) == 2
+        charges = ledger.get("charges_by_invoice", {})
+        console.print(f"\n[dim]billing ledger: charges by invoice {charges}[/dim]")
+        ok = all(r.ok for r in transcript.results) and len(transcript.results) == 2
+        if scene_two:
+            console.print("\n[bold]A second call: the payment clears while the caller holds[/bold]")
+            heard = await play_second_scene(
+                folder, script, server, door, secret,
+                sinks=[_ShowAttempts()], say=_say, show_call=_show_call,
+                show_result=_show_result, show_event=show_event(console.print),
+            )  # fmt: skip
+            ok = ok and heard
+            charges = (await server.ledger()).get("charges_by_invoice", {})
+            console.print(f"\n[dim]billing ledger: charges by invoice {charges}[/dim]")
     return 0 if ok else 1

@@ -23,6 +23,7 @@ from patchbay._errors import ConfigError
 from patchbay.gateway._auth import Caller, Credentials, retell_signature_shaped
 from patchbay.gateway._dashboard import dashboard_routes
 from patchbay.gateway._elevenlabs import elevenlabs_call
+from patchbay.gateway._events import StreamSettings, event_routes
 from patchbay.gateway._http import (
     JSON,
     BodyBudget,
@@ -44,6 +45,8 @@ from patchbay.gateway._http import (
 from patchbay.gateway._retell import retell_call
 from patchbay.gateway._trace import continued
 from patchbay.gateway._vapi import answer_vapi
+from patchbay.gateway._vapi_control import VapiControl
+from patchbay.gateway._webhooks import webhook_routes
 from patchbay.http import SecretResolver, build_resolver
 from patchbay.integrations._mcp import HEADER_TENANT, SCOPE_TENANT
 from patchbay.observe._metrics import METRICS_CONTENT_TYPE, PrometheusSink
@@ -82,6 +85,8 @@ class Gateway:
         keys = [auth.retell_api_key, *(t.retell_api_key for t in auth.tenants.values())]
         self.signs_retell = any(keys)
         self.unverified = BodyBudget(max(UNVERIFIED_BODY_BYTES, 4 * self.max_body))
+        self.vapi_control = VapiControl(runtime)  # Vapi calls' events to their controlUrl
+        self.event_streams = StreamSettings()  # GET /calls/{id}/events: keep-alive interval
         self._schemas: dict[tuple[str, bool], bytes] = {}
         self.requests = metrics.counter(
             "patchbay_gateway_requests",
@@ -248,7 +253,8 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
                 raise DoorError(400, "bad_request", "The body has no message object.")
             limit = gw.config.gateway.max_tool_calls_per_message
             who = _who(Surface.VAPI, caller)
-            return await answer_vapi(rt, message, tenant, max_calls=limit, who=who)
+            control = gw.vapi_control
+            return await answer_vapi(rt, message, tenant, max_calls=limit, who=who, control=control)
 
         return await gw.handle(Surface.VAPI, request, work)
 
@@ -342,6 +348,8 @@ def _routes(gw: Gateway) -> list[BaseRoute]:
         Route("/calls/{call_id}/start", start_call, methods=["POST"]),
         Route("/calls/{call_id}/end", end_call, methods=["POST"]),
         *dashboard_routes(gw),
+        *event_routes(gw),  # GET /calls/{id}/events: Server-Sent Events
+        *webhook_routes(gw),  # signed by the API itself: not behind the bearer check
     ]
 
 
@@ -499,6 +507,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await credentials.load()  # a missing secret stops the start, not the first call
+            runtime.start_webhooks()  # deliveries a stopped gateway stored and did not process
             if not credentials.configured:
                 log.warning(
                     "gateway.auth opens no way in (no bearer, no platform secret, open is "
@@ -510,6 +519,7 @@ def create_app(
                 async with extra_lifespan(app):
                     yield
         finally:
+            await gw.vapi_control.close()
             if close_runtime:
                 # uvicorn runs this after in-flight requests end; background writes drain here.
                 await runtime.close()

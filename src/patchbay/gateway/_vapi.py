@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from patchbay.gateway._http import DoorError, arguments_object, first_text, mapping, text_or_none
+from patchbay.gateway._vapi_control import VapiControl
 from patchbay.runtime import ErrorInfo, ToolCall, ToolResult, ToolRuntime
 from patchbay.runtime._logs import log_exception
 from patchbay.spec import CallContext
@@ -149,12 +150,14 @@ async def answer_vapi(
     *,
     max_calls: int = 16,
     who: tuple[str, str] | None = None,
+    control: VapiControl | None = None,
 ) -> dict[str, Any]:
     """The answer to one server message: tool results for `tool-calls`, `{}` for the rest.
 
     `who` is the (platform, credential name) the gateway let in, kept on the call for audit.
 
     Only the first `max_calls` tool calls of a message run; each one after them gets an error.
+    With `control`, a call whose messages carry a control URL gets its events posted there.
     """
     kind = message.get("type")
     if kind != "tool-calls":
@@ -163,8 +166,14 @@ async def answer_vapi(
             kind == "status-update" and message.get("status") == _ENDED_STATUS
         )
         if ended and call_id is not None:
+            if control is not None:
+                await control.end(call_id, tenant)
             await runtime.end_call(call_id, tenant)  # this tenant's call only
+        elif control is not None:
+            control.observe(message, tenant)
         return {}
+    if control is not None:
+        control.observe(message, tenant)
     found = vapi_call_context(message, tenant)
     ctx = runtime.call_context(found)
     if found is None:  # a one-off context, still told who is calling

@@ -81,13 +81,19 @@ def build_resolver(
     if aws is not None:
         resolver.register_lazy("aws-sm", lambda: AwsSecretsManagerProvider(aws, resolver))
         resolver.set_ttl("aws-sm", spec.ttl_for("aws-sm"))
-    loaders: dict[str, Callable[[], SecretProviderFactory]] = _plugins()
-    for scheme, factory in _registered.items():
-        loaders[scheme] = _constant(factory)
-    for scheme, load in loaders.items():
-        settings = spec.providers.get(scheme, {})
-        resolver.register_lazy(scheme, _maker(load, settings, resolver))
-        resolver.set_ttl(scheme, spec.ttl_for(scheme))
+
+    def add(loaders: Mapping[str, Callable[[], SecretProviderFactory]]) -> None:
+        for scheme, load in loaders.items():
+            settings = spec.providers.get(scheme, {})
+            resolver.register_lazy(scheme, _maker(load, settings, resolver))
+            resolver.set_ttl(scheme, spec.ttl_for(scheme))
+
+    # Installed plugins are looked for only when a reference names a scheme nobody registered
+    # (the scan costs start-up time every command would pay); registered ones go in now.
+    resolver.discover_with(
+        lambda: add({s: load for s, load in _plugins().items() if s not in _registered})
+    )
+    add({scheme: _constant(factory) for scheme, factory in _registered.items()})
     return resolver
 
 

@@ -162,6 +162,7 @@ class SecretResolver:
         self._ttl = ttl_s
         self._ttls: dict[str, float | None] = {}
         self._lazy: dict[str, Callable[[], SecretProvider]] = {}
+        self._discover: Callable[[], None] | None = None
         self._clock = clock
         self._cache: dict[str, tuple[Secret, float]] = {}
         self._pending: dict[str, asyncio.Future[Secret]] = {}
@@ -178,13 +179,27 @@ class SecretResolver:
         self._providers.pop(scheme, None)
         self._lazy[scheme] = make
 
+    def discover_with(self, discover: Callable[[], None]) -> None:
+        """Run `discover` (which may register more schemes) the first time a scheme is unknown.
+
+        Finding plugin providers means scanning installed packages: only worth it when a
+        reference names a scheme nothing registered.
+        """
+        self._discover = discover
+
+    def _discovered(self) -> None:
+        discover, self._discover = self._discover, None
+        if discover is not None:
+            discover()
+
     def set_ttl(self, scheme: str, ttl_s: float | None) -> None:
         """Re-read `scheme:` references after `ttl_s` seconds (None: keep them for good)."""
         self._ttls[scheme] = ttl_s
 
     @property
     def schemes(self) -> frozenset[str]:
-        """The schemes this resolver knows."""
+        """The schemes this resolver knows (plugins found on first asking)."""
+        self._discovered()
         return frozenset(self._providers) | frozenset(self._lazy)
 
     def ttl_of(self, ref: str) -> float | None:
@@ -251,6 +266,8 @@ class SecretResolver:
 
     async def _fetch(self, ref: str) -> Secret:
         scheme, name = self.check(ref)
+        if scheme not in self._providers and scheme not in self._lazy:
+            self._discovered()
         provider = self._providers.get(scheme)
         make = self._lazy.pop(scheme, None) if provider is None else None
         if make is not None:

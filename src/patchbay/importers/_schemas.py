@@ -1,5 +1,6 @@
 """OpenAPI schemas as patchbay parameters: `$ref`s followed, `allOf` merged, nested objects
-kept as free-form `object` parameters, anything else refused with a reason."""
+kept with their fields (`properties`, bounded depth) or else free-form, anything else refused
+with a reason."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from patchbay.importers._source import RefError, Refs, listed, mapping
+from patchbay.spec._nested import FIELD_NAME, MAX_NESTING
 from patchbay.spec._pattern import compile_pattern
 
 _TYPES = ("string", "integer", "number", "boolean", "array", "object")
@@ -30,6 +32,7 @@ _FORMAT_PATTERNS = {
 # Integer formats bound the value (servers check them as they would a minimum and maximum).
 _INTEGER_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**53) + 1, 2**53 - 1)}
 _DESCRIPTION_CHARS = 200
+_MAX_DECLARED = 40  # fields of one object given as properties; a bigger one stays free-form
 _MAX_DEPTH = 8
 
 
@@ -131,10 +134,12 @@ def to_param(
     description: str | None = None,
     depth: int = 0,
     text: bool = False,
+    levels: int = 0,
 ) -> dict[str, Any]:
     """The patchbay parameter (as config data) for an OpenAPI schema; raises Unexpressible.
 
-    `text`: the value travels as text (path, query, header), so a choice of scalars is one."""
+    `text`: the value travels as text (path, query, header), so a choice of scalars is one.
+    `levels`: objects with declared fields around this one (bounded by MAX_NESTING)."""
     node = _one_type(refs, merged(refs, schema, depth), depth, text)
     kind = node.get("type")
     if kind is None and "items" in node:
@@ -145,7 +150,14 @@ def to_param(
         raise Unexpressible("the schema gives no type" if kind is None else f"type {kind!r}")
     param: dict[str, Any] = {"type": kind}
     words = description or node.get("description") or node.get("title")
-    if kind == "object" and isinstance(node.get("properties"), Mapping) and node["properties"]:
+    declared = _declared(refs, node, levels) if kind == "object" else None
+    if declared is not None:
+        param["properties"] = declared
+        if node.get("additionalProperties") not in (None, False):
+            param["additional_properties"] = True
+    elif kind == "object" and isinstance(node.get("properties"), Mapping) and node["properties"]:
+        # Free-form (nested past MAX_NESTING, or a required field patchbay cannot say): the
+        # field names are said in words instead.
         keys = ", ".join(list(node["properties"])[:12])
         words = f"{short(words, 120)} Fields: {keys}." if words else f"Fields: {keys}."
     if words:
@@ -180,7 +192,7 @@ def to_param(
             param[dst] = value
     if kind == "array" and node.get("items") not in (None, {}, True):
         try:
-            item = to_param(refs, node["items"], depth=depth + 1)
+            item = to_param(refs, node["items"], depth=depth + 1, levels=levels)
         except Unexpressible:
             pass  # a list of free-form items: the list itself is still expressible
         else:
@@ -190,6 +202,34 @@ def to_param(
     if default is not None and not isinstance(default, Mapping | list):
         param["default"] = default
     return param
+
+
+def _declared(refs: Refs, node: Mapping[str, Any], levels: int) -> dict[str, Any] | None:
+    """An object's fields as parameters, required as the schema's `required` says; None when
+    it stays free-form: no fields, too many, nested past MAX_NESTING, or a required field that
+    cannot be said. An optional field that cannot be said is left out (never sent)."""
+    props = mapping(node.get("properties"))
+    if not props or len(props) > _MAX_DECLARED or levels >= MAX_NESTING:
+        return None
+    required = set(_names(node.get("required")))
+    out: dict[str, Any] = {}
+    for raw, sub in props.items():
+        name = str(raw)
+        try:
+            if mapping(refs.deref(sub)).get("readOnly"):
+                continue  # an answer's field, not something the caller sends
+            if not FIELD_NAME.fullmatch(name):
+                raise Unexpressible(f"field name {name!r}")
+            # depth restarts: it bounds one schema's $ref and allOf chains; levels bound nesting
+            child = to_param(refs, sub, levels=levels + 1)
+        except (Unexpressible, RefError):
+            if name in required:
+                return None
+            continue
+        if name not in required and "default" not in child:
+            child["required"] = False
+        out[name] = child
+    return out or None
 
 
 def words_given(param: dict[str, Any]) -> bool:

@@ -36,6 +36,11 @@ def _reads_as_text(text: str) -> bool:
     return bool(tag == "tag:yaml.org,2002:str")
 
 
+def _json(value: Any) -> str:
+    """`value` as JSON (which YAML reads in flow style), with what YAML may not carry escaped."""
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
+
+
 def _quoted(text: str) -> str:
     return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
 
@@ -147,6 +152,18 @@ def _mapping(
         elif isinstance(value, Sequence) and not isinstance(value, str) and value:
             lines.append(head)
             for item in value:
-                lines.append(f"{pad}  - {_flow(item) or json.dumps(item, ensure_ascii=False)}")
+                flow = _flow(item) if _within(item, 2) else None
+                if (
+                    isinstance(item, Mapping)
+                    and item
+                    and (flow is None or len(pad) + 4 + len(flow) > _WIDTH)
+                ):
+                    # A long mapping in a list (a contract's `anyOf`) as a block under its `-`
+                    nested: list[str] = []
+                    _mapping(item, here, indent + 4, {}, nested)
+                    lines.append(f"{pad}  - {nested[0].lstrip()}")
+                    lines += nested[1:]
+                else:
+                    lines.append(f"{pad}  - {flow or _json(item)}")
         else:
             lines.append(f"{head} {_flow(value)}")  # a scalar or an empty container

@@ -18,6 +18,9 @@ How each tool runs inside LiveKit:
 - Writes are shielded: neither an interruption nor a cancellation of the tool stops them.
 - The tool's ``say.delayed`` words play as LiveKit filler speech (``RunContext.with_filler``)
   when the call is still running after ``delayed_after_s``.
+
+Events that reach the call outside a tool answer (webhooks, completions, background outcomes)
+are spoken by `speak_call_events(session, runtime)` once the session has started.
 """
 
 from __future__ import annotations
@@ -27,15 +30,25 @@ import contextlib
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from livekit.agents import AgentSession, RunContext, function_tool
 from livekit.agents.llm import RawFunctionTool, StopResponse, ToolError
 
+from patchbay.integrations._livekit_events import CallEventSpeaker
 from patchbay.runtime import ToolCall, ToolResult, ToolRuntime
 from patchbay.spec import CallContext, Tool, parameters_schema, tool_description
 
-__all__ = ["CallResolver", "LiveKitTool", "call_from_session", "function_tools", "raw_schema"]
+__all__ = [
+    "CallEventSpeaker",
+    "CallResolver",
+    "LiveKitTool",
+    "call_from_session",
+    "function_tools",
+    "raw_schema",
+    "session_call",
+    "speak_call_events",
+]
 
 CallResolver = Callable[[RunContext[Any]], CallContext | str]
 LiveKitTool = RawFunctionTool[..., Any]
@@ -56,7 +69,11 @@ def call_from_session(ctx: RunContext[Any]) -> CallContext | str:
     ``call_id`` (and optionally ``tenant`` and ``caller``) as attributes or mapping keys.
     Without any of those the session itself is the call, with an id of its own.
     """
-    session = ctx.session
+    return session_call(ctx.session)
+
+
+def session_call(session: AgentSession[Any]) -> CallContext | str:
+    """The phone call of a session, read from its ``userdata`` as `call_from_session` says."""
     try:
         userdata = session.userdata
     except ValueError:  # LiveKit's way of saying no userdata was set
@@ -178,3 +195,23 @@ async def _filler(
         return
     async with context.with_filler(words, delay=delay):
         yield
+
+
+def speak_call_events(
+    session: AgentSession[Any],
+    runtime: ToolRuntime,
+    call: CallContext | str | None = None,
+    *,
+    speak: Literal["reply", "say"] = "reply",
+    after: str | None = None,
+) -> CallEventSpeaker:
+    """Have `session` speak the events of its call (webhooks, completions, background outcomes).
+
+    Call it once the session has started; `call` defaults to the session's own (its
+    ``userdata``, as `call_from_session` reads it). Each event waits for the turn in progress
+    to play out, then becomes a reply (``speak="reply"``: ``generate_reply`` with the event's
+    note as instructions) or is said word for word (``speak="say"``, needs a TTS). It stops
+    when the session closes, or on ``await speaker.aclose()``.
+    """
+    resolved = session_call(session) if call is None else call
+    return CallEventSpeaker(session, runtime, resolved, speak=speak, after=after).start()

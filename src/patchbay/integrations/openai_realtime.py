@@ -3,21 +3,27 @@
 For a client that owns the Realtime socket (WebSocket or WebRTC data channel): send
 `session_tools_payload(runtime)` once, feed every server event to a `RealtimeToolBridge`, and
 send whatever client events it returns, in order.
+
+Events that reach the call outside a tool answer (webhooks, completions, background outcomes)
+come from `RealtimeToolBridge.call_events()`: for each, a `conversation.item.create` (a system
+message) and, when it carries words, a `response.create` (held while a response is running).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from patchbay._errors import ErrorCode
+from patchbay.integrations._callnote import CallEventLike, event_note
 from patchbay.runtime import ErrorInfo, ToolCall, ToolResult, ToolRuntime
 from patchbay.spec import CallContext, SchemaFormat, export_tools
 
 __all__ = [
     "RealtimeToolBridge",
+    "call_event_item",
     "function_call_output",
     "handle_server_event",
     "session_tools_payload",
@@ -54,6 +60,19 @@ def function_call_output(call_id: str, result: ToolResult) -> dict[str, Any]:
     return {
         "type": "conversation.item.create",
         "item": {"type": "function_call_output", "call_id": call_id, "output": result.llm_text()},
+    }
+
+
+def call_event_item(event: CallEventLike) -> dict[str, Any]:
+    """The `conversation.item.create` client event that tells the model about a call event."""
+    text = event_note(event)
+    return {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "system",
+            "content": [{"type": "input_text", "text": text}],
+        },
     }
 
 
@@ -135,6 +154,32 @@ class RealtimeToolBridge:
             self._owed = False
             out.append({"type": "response.create"})
         return out
+
+    def call_event(self, event: CallEventLike) -> list[dict[str, Any]]:
+        """The client events that bring one call event into the conversation, in order.
+
+        The event's note as a system message, then (when it carries words) `response.create`,
+        so the model speaks them; while a response is running, that `response.create` is held
+        and returned by `handle` once the response is done.
+        """
+        out = [call_event_item(event)]
+        if event.say:
+            if self._response == "idle" and self._running == 0:
+                out.append({"type": "response.create"})
+            else:
+                self._owed = True
+        return out
+
+    async def call_events(
+        self, *, after: str | None = None
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """The client events to send for each event of the call, as they come, until it ends.
+
+        From the start of the call's stored events, or after the event id `after`.
+        """
+        stream = self.runtime.call_events(self.call.id, tenant=self.call.tenant, after=after)
+        async for event in stream:
+            yield self.call_event(event)
 
     async def end(self) -> None:
         """Release the call's state in the runtime."""

@@ -20,6 +20,9 @@ How each tool runs inside Pipecat:
   to the LLM context as a developer message, so the model does not believe a payment that went
   through was cancelled.
 - Every result reaches the model as ``ToolResult.for_llm()``.
+
+Events that reach the call outside a tool answer (webhooks, completions, background outcomes)
+are spoken by a `CallEventSpeaker` placed right after the LLM service.
 """
 
 from __future__ import annotations
@@ -35,10 +38,17 @@ from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.frames.frames import LLMMessagesAppendFrame, TTSSpeakFrame
 from pipecat.services.llm_service import FunctionCallParams, LLMService
 
+from patchbay.integrations._pipecat_events import CallEventSpeaker
 from patchbay.runtime import ToolCall, ToolResult, ToolRuntime
 from patchbay.spec import CallContext, Tool, parameters_schema, tool_description
 
-__all__ = ["PipecatTools", "function_schema", "register_tools", "tools_schema"]
+__all__ = [
+    "CallEventSpeaker",
+    "PipecatTools",
+    "function_schema",
+    "register_tools",
+    "tools_schema",
+]
 
 log = logging.getLogger("patchbay.integrations.pipecat")
 

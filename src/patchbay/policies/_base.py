@@ -15,6 +15,7 @@ from patchbay.spec._model import Integration, Tool
 
 if TYPE_CHECKING:
     from patchbay.observe._trace_api import Tracer
+    from patchbay.policies._prepare import Prepared
 
 
 @dataclass(slots=True)
@@ -40,6 +41,8 @@ class Exchange:
     tracing: Tracer | None = None  # spans of attempts and policy events; None: tracing off
     # The API version this exchange speaks (the pinned or canary value), for events and metrics.
     version: str | None = None
+    # Store results fetched ahead in one batch, by store key (see policies/_prepare.py).
+    prepared: dict[str, Prepared] | None = None
 
     def remaining(self) -> float:
         """Seconds left in the tool's budget (may be negative)."""

@@ -17,29 +17,38 @@ and not at all while the breaker is known to be open: a replica learns that anot
 the breaker within `refresh_s` plus one store round trip (the staleness bound), and an open
 breaker answers from process memory in microseconds. Replicas compare UNTIL with their own
 clocks, so open periods are as exact as their clocks agree (NTP: milliseconds).
-Successful attempts are recorded off the caller's path; failures are recorded before the
-failure is returned, so the next call already sees their effect.
+Successful attempts are recorded off the caller's path (on a store that batches, a success's
+count goes with this replica's next batch, or alone as soon as the event loop turns); failures
+are recorded before the failure is returned, so the next call already sees their effect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from patchbay._errors import CircuitOpen
 from patchbay.http._types import Request, Response, TransportError
 from patchbay.policies._base import Exchange, Send
 from patchbay.policies._classify import is_failure_status
+from patchbay.policies._prepare import Ahead, Prepared, sent, take
+from patchbay.policies._prepare import outcome as ahead_value
 from patchbay.policies._shared import SideTasks, emit, tenant_scope
 from patchbay.spec._model import BreakerSpec
+from patchbay.state._batch import Get, Incr, Op, run_batch
 from patchbay.state._protocol import StateStore
 
 # Outcomes: success, failure, slow success, slow failure (only the last three are written).
 _OK, _FAIL, _SLOW, _SLOW_FAIL = b"s", b"f", b"l", b"x"
 _REPORT_EVERY_S = 1.0
+# A closed copy found fresh when a request asked ahead stays good for its round trip: the
+# staleness bound is refresh_s plus one round trip either way. Past this, it is read again.
+_AHEAD_SLACK_S = 0.005
 
 
 @dataclass(slots=True)
@@ -78,7 +87,10 @@ class BreakerPolicy:
     `half_open_calls` probes through: all succeeding closes it, any failing reopens it.
     """
 
-    __slots__ = ("_clock", "_inline", "_refresh_s", "_side", "_store", "_views")
+    __slots__ = (
+        "_clock", "_flush_soon", "_held", "_inline", "_reading", "_refresh_s", "_side",
+        "_store", "_views",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -94,15 +106,23 @@ class BreakerPolicy:
         self._side = SideTasks()
         # The memory store answers without I/O: recording inline is cheaper than a task.
         self._inline = store.backend == "memory"
+        self._held: dict[str, int] = {}  # successes not yet counted in the store, by key
+        self._reading: dict[str, asyncio.Future[bytes | None]] = {}  # reads in flight, by key
+        self._flush_soon = False
 
     async def __call__(self, request: Request, exchange: Exchange, next: Send) -> Response:
         spec = exchange.integration.breaker
         if spec is None:
             return await next(request, exchange)
-        key = f"brk:{tenant_scope(exchange)}"
-        if spec.per_endpoint:
-            key += f":{request.method} {request.path_template}"
-        view = await self._current(key)
+        key = self._key(request, exchange, spec)
+        ahead = take(exchange, key)
+        view = self._views.get(key) if ahead is None and exchange.prepared is not None else None
+        if (
+            view is None
+            or view.until is not None
+            or time.monotonic() - view.read_at >= self._refresh_s + _AHEAD_SLACK_S
+        ):
+            view = await self._current(key, ahead)
         probe = False
         if view.until is not None:
             probe = await self._admit_probe(key, view, spec, request, exchange)
@@ -125,6 +145,9 @@ class BreakerPolicy:
         )
         outcome = (_SLOW_FAIL if slow else _FAIL) if failed else (_SLOW if slow else _OK)
         if outcome == _OK and not probe:
+            if exchange.prepared is not None and view.until is None:
+                self._hold_success(key)  # a store that batches: see `_hold_success`
+                return response
             work = self._record(key, view, spec, outcome, probe, request, exchange)
             if self._inline:
                 await work
@@ -134,17 +157,90 @@ class BreakerPolicy:
             await self._record(key, view, spec, outcome, probe, request, exchange)
         return response
 
-    async def _current(self, key: str) -> _View:
-        now = time.monotonic()
+    @staticmethod
+    def _key(request: Request, exchange: Exchange, spec: BreakerSpec) -> str:
+        key = f"brk:{tenant_scope(exchange)}"
+        if spec.per_endpoint:
+            key += f":{request.method} {request.path_template}"
+        return key
+
+    def _known(self, key: str, now: float) -> _View | None:
+        """This replica's copy when it needs no read: fresh, or open for a while yet."""
         view = self._views.get(key)
+        if view is not None and (
+            now - view.read_at < self._refresh_s
+            or (view.until is not None and self._clock() < view.until)
+        ):
+            return view
+        return None
+
+    def _hold_success(self, key: str) -> None:
+        """Count a success with the next batch this replica sends (see `flush_soon`)."""
+        self._held[key] = self._held.get(key, 0) + 1
+
+    def flush_soon(self) -> None:
+        """An exchange ended: successes still held go with the next request's batch, if one
+        starts before the event loop turns, or else in a batch of their own on the side.
+
+        So they reach the store as soon as a side task would have sent them, and under load
+        they cost no round trip of their own.
+        """
+        if self._held and not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush_held)
+
+    def _flush_held(self) -> None:
+        self._flush_soon = False
+        if self._held:
+            ops: list[Op] = [a.op for a in self._take_held()]
+            self._side.spawn(sent(run_batch(self._store, ops)), "breaker record")
+
+    def _take_held(self) -> list[Ahead]:
+        held, self._held = self._held, {}
+        return [Ahead(Incr(f"{key}:seq", n), taken=False) for key, n in held.items()]
+
+    def plan(self, request: Request, exchange: Exchange) -> tuple[list[Ahead], bool]:
+        """The breaker's read, asked ahead when this replica's copy is due.
+
+        The steps after it ask ahead only while the breaker is (as far as known) closed.
+        """
+        spec = exchange.integration.breaker
+        if spec is None:
+            return [], True
+        key = self._key(request, exchange, spec)
+        held = self._take_held() if self._held else []
+        known = self._known(key, time.monotonic())
+        if known is not None:
+            return held, known.until is None
+        view = self._views.get(key)
+        return [*held, Ahead(Get(key))], view is None or view.until is None
+
+    async def _current(self, key: str, ahead: Prepared | None = None) -> _View:
+        now = time.monotonic()
+        view = self._known(key, now)
         if view is not None:
-            if now - view.read_at < self._refresh_s:
-                return view
-            if view.until is not None and self._clock() < view.until:
-                return view  # nothing ends an open period early
-            view.read_at = now  # concurrent callers keep this copy while one of them reads
-        raw = await self._store.get(key)
+            return view
+        if ahead is not None:
+            return self._adopt(key, cast("bytes | None", ahead_value(ahead)), now)
+        # One read per key at a time: callers meanwhile wait for it instead of going on with
+        # a copy older than the refresh bound (another replica may have opened the breaker).
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(self._store.get(key))
+            reading.add_done_callback(functools.partial(self._read_done, key))
+        return self._adopt(key, await asyncio.shield(reading), now)
+
+    def _read_done(self, key: str, reading: asyncio.Future[bytes | None]) -> None:
+        if self._reading.get(key) is reading:
+            del self._reading[key]
+        if not reading.cancelled():
+            reading.exception()  # retrieved here: every waiter may have gone
+
+    def _adopt(self, key: str, raw: bytes | None, now: float) -> _View:
+        """This replica's copy after a read: the same one refreshed, or the stored state."""
+        view = self._views.get(key)
         if view is not None and raw == view.raw:
+            view.read_at = now
             return view
         fresh = _View.parse(raw, now)
         self._views[key] = fresh
@@ -192,7 +288,7 @@ class BreakerPolicy:
             return
         if view.until is not None:
             return  # admitted before the breaker opened: old news
-        seq = await self._store.incr(f"{key}:seq")
+        seq = await self._store.incr(f"{key}:seq", 1 + self._held.pop(key, 0))
         if not bad:
             return
         await self._store.hset(f"{key}:w", str(seq % spec.window), b"%s %d" % (outcome, seq))
@@ -283,6 +379,7 @@ class BreakerPolicy:
 
     async def drain(self) -> None:
         """Finish recordings still running on the side."""
+        self._flush_held()
         await self._side.drain()
 
 

@@ -6,10 +6,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import cast
 
 from patchbay._errors import CircuitOpen, DeadlineExceeded, RateLimited, UpstreamUnavailable
 from patchbay.http._types import Request, Response, TransportError
 from patchbay.policies._base import Exchange, Send
+from patchbay.policies._prepare import Ahead, Prepared, outcome, take
 from patchbay.policies._shared import (
     decode_response,
     digest,
@@ -18,6 +20,7 @@ from patchbay.policies._shared import (
     scope,
     state_tenant,
 )
+from patchbay.state._batch import Get
 from patchbay.state._protocol import StateError, StateStore
 
 log = logging.getLogger("patchbay.policies")
@@ -86,13 +89,10 @@ class CachePolicy:
             if now < fresh_until:
                 return self._serve_fresh(response, now - stored_at, exchange, request)
             del self._local[local_key]
-        key = (
-            f"cache:{scope(exchange)}:{exchange.tool.name}:"
-            f"{digest(tenant, request.method, request.url, sorted(request.query))}"
-        )
+        key = self._key(request, exchange, tenant)
         stale: Response | None = None
         stale_age = 0.0
-        found = await self._read(key)
+        found = await self._read(key, take(exchange, key))
         if found is not None:
             response, stored_at = found
             age = max(0.0, now - stored_at)
@@ -123,6 +123,28 @@ class CachePolicy:
             return self._serve_stale(stale, stale_age, exchange, request, f"http_{response.status}")
         return response
 
+    def plan(self, request: Request, exchange: Exchange) -> tuple[list[Ahead], bool]:
+        """The entry's read, asked ahead when this replica holds no fresh copy.
+
+        The steps after the cache do not ask ahead: a hit would leave their work unused.
+        """
+        spec = exchange.tool.cache
+        if spec is None or request.method != "GET":
+            return [], True
+        tenant = state_tenant(exchange) or "-"
+        local_key = (exchange.integration.name, tenant, exchange.tool.name, request.url)
+        hit = self._local.get((*local_key, request.query))  # the key `__call__` reads
+        if hit is not None and self._clock() < hit[2]:
+            return [], False
+        return [Ahead(Get(self._key(request, exchange, tenant)))], False
+
+    @staticmethod
+    def _key(request: Request, exchange: Exchange, tenant: str) -> str:
+        return (
+            f"cache:{scope(exchange)}:{exchange.tool.name}:"
+            f"{digest(tenant, request.method, request.url, sorted(request.query))}"
+        )
+
     def _remember(self, key: _LocalKey, response: Response, stored_at: float, ttl_s: float) -> None:
         if len(response.body) > _LOCAL_MAX_BODY:
             return  # large answers are read from the store, not held in every replica
@@ -150,10 +172,13 @@ class CachePolicy:
         emit(exchange, request, "stale", policy="cache", age_s=round(age, 3), reason=reason)
         return response
 
-    async def _read(self, key: str) -> tuple[Response, float] | None:
+    async def _read(self, key: str, ahead: Prepared | None) -> tuple[Response, float] | None:
         # A cache only saves time: a store that fails must not fail the call.
         try:
-            raw = await self._store.get(key)
+            if ahead is not None:
+                raw = cast("bytes | None", outcome(ahead))
+            else:
+                raw = await self._store.get(key)
         except StateError as exc:
             log.warning("cache read failed, going to the API: %s", exc)
             return None

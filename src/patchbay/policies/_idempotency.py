@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import cast
 
 from patchbay._errors import Conflict, OutcomePending
 from patchbay.http._types import Request, Response
 from patchbay.policies._base import Exchange, Send
 from patchbay.policies._classify import settles_answer
+from patchbay.policies._prepare import Ahead, outcome, take
 from patchbay.policies._shared import (
     SideTasks,
     decode_response,
@@ -18,6 +20,7 @@ from patchbay.policies._shared import (
     request_fingerprint,
     scope,
 )
+from patchbay.state._batch import SetIfAbsent
 from patchbay.state._protocol import StateStore
 
 _PENDING = b"pending "
@@ -52,13 +55,21 @@ class IdempotencyPolicy:
         if request.idempotency_key is None or not request.is_write:
             return await next(request, exchange)
         tool = exchange.tool
-        # Digested: a key template may hold arguments, and keys must not carry them.
-        ledger = f"idem:{scope(exchange)}:{tool.name}:{digest(request.idempotency_key)}"
+        ledger = self._ledger(request, exchange)
         fingerprint = request_fingerprint(request)
-        marker = _PENDING + f"{fingerprint} {os.urandom(8).hex()}".encode()
+        ahead = take(exchange, ledger)
+        if ahead is not None:
+            marker = cast("SetIfAbsent", ahead.op).value  # the claim asked ahead, in `plan`
+        else:
+            marker = _PENDING + f"{fingerprint} {os.urandom(8).hex()}".encode()
         while True:
-            ttl = max(exchange.remaining(), 0.0) + self._grace_s
-            if await self._store.set_if_absent(ledger, marker, ttl_s=ttl):
+            if ahead is not None:
+                claimed = bool(outcome(ahead))
+                ahead = None
+            else:
+                ttl = max(exchange.remaining(), 0.0) + self._grace_s
+                claimed = await self._store.set_if_absent(ledger, marker, ttl_s=ttl)
+            if claimed:
                 return await self._first(ledger, marker, fingerprint, request, exchange, next)
             raw = await self._store.get(ledger)
             if raw is None:
@@ -94,6 +105,26 @@ class IdempotencyPolicy:
             exchange.deduplicated = True
             emit(exchange, request, "deduplicated", policy="idempotency", status=response.status)
             return response
+
+    def plan(self, request: Request, exchange: Exchange) -> tuple[list[Ahead], bool]:
+        """The claim, asked ahead (released if an earlier step refuses before this one)."""
+        if request.idempotency_key is None or not request.is_write:
+            return [], True
+        ledger = self._ledger(request, exchange)
+        marker = _PENDING + f"{request_fingerprint(request)} {os.urandom(8).hex()}".encode()
+        ttl = max(exchange.remaining(), 0.0) + self._grace_s
+
+        async def undo(claimed: object) -> None:
+            if claimed is True:
+                await self._release(ledger, marker)
+
+        return [Ahead(SetIfAbsent(ledger, marker, ttl), undo=undo)], True
+
+    @staticmethod
+    def _ledger(request: Request, exchange: Exchange) -> str:
+        # Digested: a key template may hold arguments, and keys must not carry them.
+        key = digest(request.idempotency_key)
+        return f"idem:{scope(exchange)}:{exchange.tool.name}:{key}"
 
     async def _first(
         self,

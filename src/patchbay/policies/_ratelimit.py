@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from patchbay._errors import RateLimited
 from patchbay.http._types import Request, Response
 from patchbay.policies._base import Exchange, Send
+from patchbay.policies._prepare import Ahead, outcome, take
 from patchbay.policies._shared import emit, tenant_scope
+from patchbay.state._batch import AcquireRate
 from patchbay.state._protocol import StateStore
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -36,10 +40,16 @@ class RateLimitPolicy:
         spec = exchange.integration.rate_limit
         if spec is None:
             return await next(request, exchange)
-        max_wait = max(0.0, exchange.remaining() - self._margin_s)
-        wait = await self._store.acquire_rate(
-            f"rate:{tenant_scope(exchange)}", spec.per_second, spec.burst, max_wait
-        )
+        key = f"rate:{tenant_scope(exchange)}"
+        ahead = take(exchange, key)
+        if ahead is not None:
+            # Reserved ahead (first attempt only): the wait counts from the reservation.
+            wait = cast("float | None", outcome(ahead))
+            if wait is not None:
+                wait = max(0.0, wait - (time.monotonic() - ahead.at))
+        else:
+            max_wait = max(0.0, exchange.remaining() - self._margin_s)
+            wait = await self._store.acquire_rate(key, spec.per_second, spec.burst, max_wait)
         if wait is None:
             emit(exchange, request, "rate_limited", policy="rate_limit", per_second=spec.per_second)
             raise RateLimited(
@@ -55,3 +65,12 @@ class RateLimitPolicy:
             emit(exchange, request, "rate_wait", policy="rate_limit", wait_s=round(wait, 4))
             await self._sleep(wait)
         return await next(request, exchange)
+
+    def plan(self, request: Request, exchange: Exchange) -> tuple[list[Ahead], bool]:
+        """The first attempt's slot, reserved ahead."""
+        spec = exchange.integration.rate_limit
+        if spec is None:
+            return [], True
+        max_wait = max(0.0, exchange.remaining() - self._margin_s)
+        op = AcquireRate(f"rate:{tenant_scope(exchange)}", spec.per_second, spec.burst, max_wait)
+        return [Ahead(op)], True

@@ -187,8 +187,11 @@ class Outbox:
                     )
                     self._inflight.add(task)
                     task.add_done_callback(self._done)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the wake-up does, and `close` would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.01))
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await self._wake.wait()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from patchbay._errors import ToolError
@@ -23,6 +24,8 @@ OUTCOME_TTL_S = 86400.0
 
 # adopted: finished after its caller gave up; reconciled: confirmed by resending; outbox.
 Kind = Literal["adopted", "reconciled", "outbox"]
+# Told of every recorded outcome, with the call's tenant (the runtime makes it a call event).
+Listener = Callable[[dict[str, Any], str | None], Awaitable[None]]
 
 
 def outcome_key(call_id: str, key: str, tenant: str | None = None) -> str:
@@ -34,11 +37,12 @@ def outcome_key(call_id: str, key: str, tenant: str | None = None) -> str:
 class Outcomes:
     """Records how a background write ended (store, per call and key) and emits it as an event."""
 
-    __slots__ = ("_emitter", "_store")
+    __slots__ = ("_emitter", "_store", "listener")
 
     def __init__(self, store: StateStore, emitter: Emitter) -> None:
         self._store = store
         self._emitter = emitter
+        self.listener: Listener | None = None
 
     async def record(
         self,
@@ -54,7 +58,8 @@ class Outcomes:
         result: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Store the outcome durably, then emit a `background` event; never raises StateError."""
+        """Store the outcome durably, emit a `background` event and tell the listener (the
+        call's events); never raises StateError."""
         record: dict[str, Any] = {
             "kind": kind,
             "tool": tool,
@@ -85,6 +90,12 @@ class Outcomes:
                 extra={"source": kind, "key": key, **(extra or {})},
             )
         )
+        if self.listener is not None:
+            try:
+                await self.listener(record, tenant)
+            except Exception as exc:  # the outcome is recorded; telling the call is best effort
+                why = type(exc).__name__
+                log.warning("could not tell call %s how %s ended: %s", call_id, tool, why)
         return record
 
     async def get(self, call_id: str, key: str, tenant: str | None = None) -> dict[str, Any] | None:

@@ -26,11 +26,12 @@ from patchbay.policies._deadline import DeadlinePolicy
 from patchbay.policies._deprecation import DeprecationWatch
 from patchbay.policies._guard import GuardPolicy
 from patchbay.policies._idempotency import IdempotencyPolicy
+from patchbay.policies._prepare import PreparePolicy
 from patchbay.policies._quota import QuotaPolicy
 from patchbay.policies._ratelimit import RateLimitPolicy
 from patchbay.policies._retry import RetryPolicy
 from patchbay.policies._send import AuthPolicy, TransportStep
-from patchbay.policies._shared import state_tenant
+from patchbay.policies._shared import SideTasks, state_tenant
 from patchbay.runtime._handler import Operation, base_headers
 from patchbay.runtime._outcomes import Outcomes
 from patchbay.runtime._reconcile import Reconciler
@@ -40,6 +41,7 @@ from patchbay.spec import Config, Integration, Tool
 from patchbay.spec._call import CallContext
 from patchbay.spec._imports import import_callable
 from patchbay.state import StateStore, open_store
+from patchbay.state._batch import batches
 
 if TYPE_CHECKING:
     from patchbay.observe._trace_api import Tracer
@@ -85,6 +87,18 @@ class Pipelines:
         tenants = {t for i in config.integrations.values() for t in i.tenants}
         tenants.update(config.gateway.auth.tenants)
         self._guard = GuardPolicy(self.store, emitter, tenants=tenants)
+        # On a store that batches (Redis), what the policies ask the store for on the way in
+        # goes as one round trip; each policy still decides at its own step.
+        self._ahead_side = SideTasks()
+        self._prepare: PreparePolicy | None = None
+        if batches(self.store):
+            planners = (self._quota, self._idempotency, self._cache, self._breaker)
+            self._prepare = PreparePolicy(
+                self.store,
+                (*planners, self._rate_limit),
+                self._ahead_side,
+                ended=self._breaker.flush_soon,  # successes it holds ride with the next batch
+            )
         self._validators: dict[str, list[Callable[..., Any]]] = {}
         # Spans of attempts and policy events on every exchange (set by the runtime).
         self.tracing: Tracer | None = None
@@ -185,6 +199,8 @@ class Pipelines:
         if integration.rate_limit is not None:
             steps.append(self._rate_limit)
         steps.append(AuthPolicy(auth))
+        if self._prepare is not None:
+            steps.insert(0, self._prepare)
         return steps
 
     def send(self, exchange: Exchange) -> Send:
@@ -279,6 +295,7 @@ class Pipelines:
         await self._transport.close()
         await self._breaker.drain()
         await self._idempotency.drain()
+        await self._ahead_side.drain()
         await self.store.close()
 
 

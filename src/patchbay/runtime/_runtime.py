@@ -29,6 +29,7 @@ from patchbay.observe._sinks import LoggingSink
 from patchbay.policies._base import Exchange
 from patchbay.policies._classify import error_for_status
 from patchbay.runtime._builtin import CALLBACK_WORDS, list_callback_requests, take_callback_request
+from patchbay.runtime._callevents import CallEventMethods, CallEvents
 from patchbay.runtime._calls import (
     CallRegistry,
     args_key,
@@ -37,6 +38,10 @@ from patchbay.runtime._calls import (
     state_text,
 )
 from patchbay.runtime._contracts import ContractChecker
+from patchbay.runtime._failure import CONFIRMING as _CONFIRMING
+from patchbay.runtime._failure import DEFAULT_WORDS as _DEFAULT_WORDS
+from patchbay.runtime._failure import UNCONFIRMED as _UNCONFIRMED
+from patchbay.runtime._failure import error_say as _words
 from patchbay.runtime._graphql import graphql_answer, mark_incomplete
 from patchbay.runtime._handler import HandlerClient, HandlerContext
 from patchbay.runtime._logs import log_exception, redacted
@@ -44,9 +49,9 @@ from patchbay.runtime._outbox import Outbox, OutboxEntry, new_entry
 from patchbay.runtime._pipeline import Pipelines
 from patchbay.runtime._result import ErrorInfo, ToolCall, ToolResult
 from patchbay.runtime._traced import traced
+from patchbay.runtime._webhooks import WebhookMethods, Webhooks, follows_up_with_tools
 from patchbay.spec import Config, Tool, load_config, resolve_handler
 from patchbay.spec._call import CallContext
-from patchbay.spec._model import Say
 from patchbay.state import MemoryStore, StateError, StateStore
 from patchbay.transform import error_words, transform_response
 from patchbay.validate import validate_arguments_async
@@ -56,37 +61,6 @@ if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked f
 
 log = logging.getLogger("patchbay.runtime")
 Sleep = Callable[[float], Awaitable[None]]
-
-_DEFAULT_WORDS = {
-    ErrorCode.NOT_FOUND: "Nothing was found for that.",
-    ErrorCode.UNAUTHORIZED: "The system refused our credentials.",
-    ErrorCode.CONFLICT: "That conflicts with the current state.",
-    ErrorCode.CLIENT_ERROR: "The system did not accept that request.",
-    ErrorCode.RATE_LIMITED: "The system is busy; try again in a moment.",
-    ErrorCode.UPSTREAM_UNAVAILABLE: "The system is not answering right now.",
-    ErrorCode.TIMEOUT: "The system took too long to answer.",
-}
-_CONFIRMING = (
-    "The request was sent and its outcome is not known yet; it is being confirmed in the "
-    "background, so do not send it again. Tell the caller it is in progress and will be "
-    "confirmed."
-)
-_UNCONFIRMED = (
-    "The request was sent and its outcome is not known; do not send it again. Tell the "
-    "caller it could not be confirmed yet and will be checked."
-)
-# Outcomes known to have changed nothing, with nobody at fault but the system: `say.failed`.
-_OUTAGES = frozenset(
-    {
-        ErrorCode.UPSTREAM_UNAVAILABLE,
-        ErrorCode.CIRCUIT_OPEN,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.QUOTA_EXCEEDED,
-        ErrorCode.UNAUTHORIZED,
-        ErrorCode.TIMEOUT,
-        ErrorCode.INTERNAL,
-    }
-)
 
 
 def _cut(name: str) -> str:
@@ -102,7 +76,7 @@ class _Via(enum.Enum):
     OUTBOX = "outbox"
 
 
-class ToolRuntime:
+class ToolRuntime(WebhookMethods, CallEventMethods):
     """Executes tool calls: validate, build, send through the policies, transform, observe."""
 
     def __init__(
@@ -142,13 +116,20 @@ class ToolRuntime:
         if self._observer is not None:
             self.emitter.add(self._observer)
         self._calls = CallRegistry(self._pipelines.store)
+        # Call events: kept per call in the store, delivered here and to the other replicas.
+        self._events = CallEvents(self._pipelines.store)
+        self._pipelines.outcomes.listener = self._outcome_event
         self._outbox = Outbox(
             self._pipelines.store, self._pipelines.outcomes, self._perform, self._lease_span
         )
         # False for replicas that only accept background writes while workers elsewhere send.
-        self._worker = background_worker and any(
-            t.mode == "background" for t in config.tools.values()
+        self._worker = background_worker and (
+            any(t.mode == "background" for t in config.tools.values())
+            or follows_up_with_tools(config)  # webhooks' after_call tools go through the outbox
         )
+        # Webhooks into live calls: inbox, correlation keys, processing (runtime/_webhooks.py).
+        hooks = (self._reveal, self._calls, self._outbox, self, self._events.stored)
+        self._webhooks = Webhooks(config, self.store, self.emitter, *hooks)
 
     @classmethod
     def from_file(cls, path: str, env: Mapping[str, str] | None = None, **kw: Any) -> ToolRuntime:
@@ -172,6 +153,7 @@ class ToolRuntime:
 
     async def __aenter__(self) -> ToolRuntime:
         self._start_worker()
+        self._webhooks.start()  # deliveries stored but not processed yet (also by others)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -199,11 +181,13 @@ class ToolRuntime:
         store has no next runtime, so its entries are sent first (within 30 s).
         """
         await self._calls.close()
+        await self._webhooks.inbox.close()
         memory = isinstance(self.store, MemoryStore)
         if self._worker and memory and not await self._outbox.drain(30.0):
             refs = [e.ref for e in await self._outbox.pending()]
             log.error("background writes lost with the memory state store: %s", refs)
         await self._outbox.close()
+        await self._events.close()
         await self._pipelines.close()
         if self._otel is not None:
             await self._otel.flush()
@@ -229,6 +213,9 @@ class ToolRuntime:
         """
         ctx = self.call_context(call)
         await self._calls.load(ctx)
+        marking = self._events.mark_live(ctx.id, ctx.tenant)
+        if marking is not None:
+            await marking  # live for webhooks on every replica once the call has started
         self._start_worker()
         for tool in self.config.tools.values():
             if not tool.prefetch:
@@ -255,6 +242,7 @@ class ToolRuntime:
         """
         owner, cid = named_call(call_id, tenant)
         await self._calls.end(cid, owner)
+        await self._events.end(cid, owner)  # ends every stream of its events, on every replica
 
     async def callback_requests(self) -> list[dict[str, Any]]:
         """Every request taken by a `builtin: callback_request` tool, oldest first."""
@@ -317,6 +305,7 @@ class ToolRuntime:
         started = time.perf_counter()
         if via is _Via.LLM:
             await self._calls.load(ctx)
+            self._events.mark_live(ctx.id, ctx.tenant)
             self._start_worker()
         tool = self.config.tools.get(name)
         exchange: Exchange | None = None
@@ -379,6 +368,8 @@ class ToolRuntime:
             result = self._failure(name, tool, ctx, exc2, exchange, started, via)
         if before is not None:
             await self._calls.persist(ctx, before)
+        if result.ok and tool is not None and tool.correlate:  # webhooks find the call by these
+            await self._webhooks.correlate(tool, result.result, ctx)
         if self.emitter.active:
             extra: dict[str, Any] = {"cached": bool(result.meta.get("cached"))}
             if via is not _Via.LLM:
@@ -550,20 +541,3 @@ class ToolRuntime:
             self._pipelines.reconcile(request, exchange)
         keyed = handed_over or (request is not None and request.idempotency_key is not None)
         return OutcomePending(_CONFIRMING if keyed else _UNCONFIRMED)
-
-
-def _words(say: Say, code: ErrorCode, wrote: bool) -> str | None:
-    """What the agent may say for an error: `failed` only where nothing can have changed."""
-    if code is ErrorCode.PENDING:
-        return say.pending or say.timeout
-    if code is ErrorCode.TIMEOUT:
-        return say.timeout or say.failed
-    if code is ErrorCode.NOT_FOUND:
-        return say.not_found
-    if code is ErrorCode.CONFLICT:
-        return say.conflict
-    if code is ErrorCode.CLIENT_ERROR:
-        return say.client_error
-    if code is ErrorCode.INTERNAL and wrote:
-        return None  # a bug after a write was sent: nobody can say that nothing changed
-    return say.failed if code in _OUTAGES else None

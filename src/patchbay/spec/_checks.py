@@ -223,6 +223,8 @@ def _param(param: Param, where: str) -> list[ConfigError]:
             errors.append(ConfigError(f"{low} {lo:g} is above {high} {hi:g}", f"{where}.{low}"))
     if param.items is not None:
         errors += _param(param.items, f"{where}.items")
+    for name, field in (param.properties or {}).items():
+        errors += _param(field, f"{where}.properties.{name}")
     return errors
 
 

@@ -18,10 +18,12 @@ from patchbay.spec._base import (
 )
 from patchbay.spec._graphql import GraphQLRequest
 from patchbay.spec._jsonschema import JsonSchema
+from patchbay.spec._nested import nested_problem
 from patchbay.spec._ops import Defaults, GatewaySpec, ObserveSpec
 from patchbay.spec._proxy import ProxySetting
 from patchbay.spec._secrets import SecretsSpec
 from patchbay.spec._state import StateValue
+from patchbay.spec._webhooks import WebhookSource
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -46,6 +48,16 @@ class Param(Frozen):
     required: bool | None = None  # None: required unless it has a default or sits in require
     default: Any = None
     region: str | None = None  # e164: the region for numbers given without a country code
+    # type object: its fields, each required unless it has a default or says required: false
+    properties: dict[str, Param] | None = None
+    additional_properties: bool | None = None  # with properties: other fields allowed too
+
+    @model_validator(mode="after")
+    def _nested_shape(self) -> Param:
+        problem = nested_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class Require(Frozen):
@@ -347,6 +359,8 @@ class Tool(Frozen):
     examples: tuple[Example, ...] = ()  # arguments -> the API's answer (docs, `patchbay mock`)
     audit: tuple[str, ...] = ()  # argument or answer fields kept, as given, in its audit line
     returns: JsonSchema | None = None  # JSON Schema of what the LLM receives (docs, exports)
+    # correlation keys from its answer: name -> JMESPath; webhooks find this call by them
+    correlate: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _audit_keeps_no_contact(self) -> Tool:
@@ -426,6 +440,7 @@ class Config(Frozen):
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     observe: ObserveSpec = Field(default_factory=ObserveSpec)
     secrets: SecretsSpec = Field(default_factory=SecretsSpec)  # secret managers, TTLs
+    webhooks: dict[str, WebhookSource] = Field(default_factory=dict)  # POST /webhooks/{name}
     base_dir: str = Field(default=".", exclude=True)  # where handlers are imported from
     # HTTP(S)_PROXY and NO_PROXY as read when the config was loaded (spec._proxy.proxy_env)
     proxy_env: dict[str, str] = Field(default_factory=dict, exclude=True)

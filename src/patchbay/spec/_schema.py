@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from patchbay._errors import ConfigError
 from patchbay.spec._model import Param, Tool
+from patchbay.spec._nested import field_required
 
 E164_WORDS = "phone number, E.164 like +15551234567 (other formats are accepted and normalised)"
 # Deliberately loose: the runtime normalises "555-123-4567" or "(555) 123-4567" to E.164, so the
@@ -16,6 +18,9 @@ E164_HINT = r"^[0-9+() .-]{7,24}$"
 # OpenAI structured outputs accept these string formats in strict mode; ours outside it
 # (uri) are described in words instead.
 _STRICT_FORMATS = frozenset({"date-time", "date", "email"})
+# OpenAI strict mode: schema nesting levels and object properties in one schema, at most.
+_STRICT_DEPTH = 10
+_STRICT_FIELDS = 5000
 _FORMAT_WORDS = {"uri": "a URL", "date": "a date, YYYY-MM-DD", "date-time": "an ISO 8601 time"}
 
 
@@ -62,6 +67,8 @@ def property_schema(
         schema["maxLength"] = param.max_length
     if param.items is not None:
         schema["items"] = property_schema(param.items, strict=strict)
+    if param.properties is not None:
+        schema.update(_object_schema(param.properties, param.additional_properties, strict))
     if param.min_items is not None:
         schema["minItems"] = param.min_items
     if param.max_items is not None:
@@ -71,18 +78,45 @@ def property_schema(
     return schema
 
 
-def _loose(param: Param) -> bool:
-    """A shape strict mode cannot describe: a free-form object, or a list of unknown items."""
-    if param.type == "object":
+def _object_schema(fields: Mapping[str, Param], extra: bool | None, strict: bool) -> dict[str, Any]:
+    """`properties`, `required` and `additionalProperties` of an object with declared fields.
+
+    As at the top level: strict mode lists every field as required, optional ones nullable.
+    """
+    properties = {
+        name: property_schema(field, strict=strict, nullable=strict and not field_required(field))
+        for name, field in fields.items()
+    }
+    required = [n for n, f in fields.items() if strict or field_required(f)]
+    return {"properties": properties, "required": required, "additionalProperties": bool(extra)}
+
+
+def _loose(param: Param, depth: int = 1) -> bool:
+    """A shape strict mode cannot describe: a free-form object, a list of unknown items, or
+    schemas nested deeper than strict mode allows."""
+    if depth > _STRICT_DEPTH:
         return True
+    if param.type == "object":
+        if param.properties is None or param.additional_properties:
+            return True
+        return any(_loose(p, depth + 1) for p in param.properties.values())
     if param.type == "array":
-        return param.items is None or _loose(param.items)
+        return param.items is None or _loose(param.items, depth + 1)
     return False
+
+
+def _fields(param: Param) -> int:
+    """Object properties inside `param` (strict mode bounds them across a schema)."""
+    inner = param.properties or {}
+    below = sum(_fields(p) for p in inner.values())
+    return len(inner) + below + (_fields(param.items) if param.items is not None else 0)
 
 
 def supports_strict(tool: Tool) -> bool:
     """Whether OpenAI strict mode can describe every parameter of `tool`."""
-    return not any(_loose(p) for p in tool.parameters.values())
+    if any(_loose(p) for p in tool.parameters.values()):
+        return False
+    return len(tool.parameters) + sum(map(_fields, tool.parameters.values())) <= _STRICT_FIELDS
 
 
 def parameters_schema(tool: Tool, strict: bool = False) -> dict[str, Any]:
@@ -95,7 +129,8 @@ def parameters_schema(tool: Tool, strict: bool = False) -> dict[str, Any]:
         for name, param in tool.parameters.items():
             if _loose(param):
                 raise ConfigError(
-                    "a free-form object or list cannot be described in strict mode",
+                    "a free-form object or list, one with additional_properties, or one "
+                    f"nested over {_STRICT_DEPTH} levels cannot be described in strict mode",
                     f"tools.{tool.name}.parameters.{name}",
                 )
     properties = {

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from patchbay.state._batch import Op, Outcome, batches, run_batch
 from patchbay.state._protocol import StateError, StateStore, StateUnavailable
 
 _T = TypeVar("_T")
@@ -41,6 +42,15 @@ class FallbackStore:
         self._degraded = False
         self._outage_started = 0.0
         self._probe_task: asyncio.Task[None] | None = None
+
+    @property
+    def batches(self) -> bool:
+        """Whether the shared store sends a batch in one round trip."""
+        return batches(self.primary)
+
+    async def batch(self, ops: Sequence[Op]) -> list[Outcome]:
+        """Run `ops` in order on the store serving now (local for the whole batch in an outage)."""
+        return await self._run(lambda s: run_batch(s, ops))
 
     @property
     def degraded(self) -> bool:

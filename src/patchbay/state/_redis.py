@@ -8,7 +8,7 @@ HSET) or from Lua scripts that Redis runs without interleaving.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import cast
 from urllib.parse import urlsplit, urlunsplit
@@ -19,8 +19,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from patchbay.state._batch import AcquireRate, Get, Incr, Op, Outcome, Set, run_op
 from patchbay.state._gcra import EPSILON_S, gcra_params
-from patchbay.state._protocol import StateTypeError, StateUnavailable, check_ttl
+from patchbay.state._protocol import StateError, StateTypeError, StateUnavailable, check_ttl
 
 # ARGV: expect_absent ('1'/'0'), expected, value, ttl_ms ('' = no expiry)
 _CAS = """
@@ -68,6 +69,7 @@ class RedisStore:
     """State in Redis under `prefix`; connection failures raise StateUnavailable."""
 
     backend: str = "redis"
+    batches: bool = True  # `batch` pipelines: one round trip (one per node on a cluster)
 
     def __init__(
         self,
@@ -113,6 +115,11 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._display_url!r}, prefix={self.prefix!r})"
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """The redis-py client (for pub/sub, which is not a StateStore operation)."""
+        return self._redis
 
     async def get(self, key: str) -> bytes | None:
         """Return the value at `key`, or None when it is absent or expired."""
@@ -202,6 +209,72 @@ class RedisStore:
             await self._warm()
             await self._redis.hdel(self.prefix + key, field)
 
+    async def batch(self, ops: Sequence[Op]) -> list[Outcome]:
+        """Run `ops` in order in one pipeline; each op's value, or the error it met.
+
+        Not a transaction (MULTI would need every key in one slot): each op is atomic alone.
+        Scripts go as EVALSHA without redis-py's script check, which costs a round trip of its
+        own; an op whose script the server lost (a restart) is run again alone, which loads it.
+        """
+        if not ops:
+            return []
+        with _translate(ops[0].key):
+            await self._warm()
+            pipe = self._redis.pipeline(transaction=False)
+            for op in ops:
+                self._queue(pipe, op)
+            replies = await pipe.execute(raise_on_error=False)
+        out: list[Outcome] = []
+        for op, reply in zip(ops, replies, strict=True):
+            if isinstance(reply, rx.NoScriptError):
+                try:
+                    out.append(await run_op(self, op))
+                except StateUnavailable:
+                    raise
+                except (StateError, ValueError) as exc:
+                    out.append(exc)
+            elif isinstance(reply, Exception):
+                out.append(_reply_error(op.key, reply))
+            elif isinstance(op, Get):
+                out.append(reply)
+            elif isinstance(op, Incr):
+                out.append(int(reply))
+            elif isinstance(op, AcquireRate):
+                out.append(None if reply is None else float(reply))
+            elif isinstance(op, Set):
+                out.append(None)
+            else:
+                out.append(bool(reply))
+        return out
+
+    def _queue(self, pipe: object, op: Op) -> None:
+        p = cast("Redis", pipe)  # both pipelines queue the commands of their clients
+        key = self.prefix + op.key
+        if isinstance(op, Get):
+            p.get(key)
+        elif isinstance(op, Incr):
+            ttl_ms = _ttl_ms(check_ttl(op.ttl_s))
+            if ttl_ms is None:
+                p.incrby(key, op.amount)
+            else:
+                self._script(p, _INCR_WITH_TTL, self._incr_with_ttl.sha, key, op.amount, ttl_ms)
+        elif isinstance(op, AcquireRate):
+            g = gcra_params(op.rate_per_s, op.burst, op.max_wait_s)
+            args = [repr(g.interval_s), repr(g.tolerance_s), repr(g.max_wait_s), repr(EPSILON_S)]
+            self._script(p, _GCRA, self._gcra.sha, key, *args)
+        elif isinstance(op, Set):
+            p.set(key, op.value, px=_ttl_ms(check_ttl(op.ttl_s)))
+        else:
+            p.set(key, op.value, nx=True, px=_ttl_ms(check_ttl(op.ttl_s)))
+
+    def _script(self, p: Redis, text: str, sha: str, key: str, *args: object) -> None:
+        if self.cluster:
+            # redis-py's cluster pipeline refuses EVALSHA; EVAL sends the text, which the
+            # server compiles once and keeps in its script cache.
+            p.eval(text, 1, key, *args)  # type: ignore[arg-type]
+        else:
+            p.evalsha(sha, 1, key, *args)  # type: ignore[arg-type]
+
     async def close(self) -> None:
         """Close the connection pool; calling it twice is fine."""
         if not self._closed:
@@ -224,6 +297,15 @@ def redact_url(url: str) -> str:
 def _ttl_ms(ttl_s: float | None) -> int | None:
     # Rounded up: a TTL must never end earlier than asked, and PX 0 is an error in Redis.
     return None if ttl_s is None else max(1, math.ceil(ttl_s * 1000))
+
+
+def _reply_error(key: str, exc: Exception) -> Exception:
+    """A pipelined reply's error as `_translate` would have raised it."""
+    if isinstance(exc, rx.ResponseError) and (
+        "WRONGTYPE" in str(exc) or "not an integer" in str(exc)
+    ):
+        return StateTypeError(f"key {key!r} holds the wrong kind of value: {exc}")
+    return exc
 
 
 @contextmanager

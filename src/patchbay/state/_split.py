@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
+from patchbay.state._batch import Op, Outcome, batches, run_batch
 from patchbay.state._protocol import StateStore
 
 # The key namespaces (the text before the first ':' or '@') whose loss would lose or repeat a
 # write or forget a call: the outbox and its leases, the idempotency ledger, call state, the
-# outcomes of background writes, callback requests, and the webhook inbox.
+# outcomes of background writes, callback requests, the webhook inbox, and the event logs of
+# calls (`callev`).
 DURABLE_NAMESPACES = frozenset(
-    {"outbox", "outbox-dead", "outbox-lease", "idem", "call", "outcome", "callbacks", "inbox"}
+    {
+        "outbox",
+        "outbox-dead",
+        "outbox-lease",
+        "idem",
+        "call",
+        "outcome",
+        "callbacks",
+        "inbox",
+        "callev",
+        "corr",  # correlation keys that lead a webhook to its call
+    }
 )
 
 
@@ -32,6 +46,26 @@ class SplitStore:
     def __init__(self, fast: StateStore, durable: StateStore) -> None:
         self.fast = fast
         self.durable = durable
+
+    @property
+    def batches(self) -> bool:
+        """Whether either store sends a batch in one round trip."""
+        return batches(self.fast) or batches(self.durable)
+
+    async def batch(self, ops: Sequence[Op]) -> list[Outcome]:
+        """Each store's share of `ops` as one batch of its own, fast store first.
+
+        Ops keep their order within each store; a batch naming keys of both stores costs a
+        round trip on each.
+        """
+        out: list[Outcome] = [None] * len(ops)
+        for store in (self.fast, self.durable) if self.fast is not self.durable else (self.fast,):
+            mine = [i for i, op in enumerate(ops) if self.store_for(op.key) is store]
+            if mine:
+                found = await run_batch(store, [ops[i] for i in mine])
+                for i, outcome in zip(mine, found, strict=True):
+                    out[i] = outcome
+        return out
 
     def store_for(self, key: str) -> StateStore:
         """The store that holds `key`."""

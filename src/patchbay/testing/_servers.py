@@ -56,6 +56,9 @@ def _load_service(path: Path) -> ModuleType:
     loaded = sys.modules.get(name)
     if loaded is not None and getattr(loaded, "__file__", None) == str(path):
         return loaded
+    # As `python service.py` would: its folder is importable, for its sibling modules.
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
@@ -71,6 +74,10 @@ class BillingServer:
     The subprocess (the default) keeps the upstream off the event loop and GIL of the code under
     test, which benchmarks and chaos tests need; ``in_process=True`` starts in milliseconds for
     unit tests.
+
+    Payments posted with ``"confirm": "async"`` answer 202 and clear ``webhook_delay_s`` later;
+    with a ``webhook_url`` and its ``whsec_`` secret, each then sends a signed payment.succeeded
+    there (retried ``webhook_attempts`` times, waiting ``webhook_backoff_s``, doubling).
     """
 
     def __init__(
@@ -83,8 +90,20 @@ class BillingServer:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout_s: float = 15.0,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_delay_s: float = 0.5,
+        webhook_attempts: int = 5,
+        webhook_backoff_s: float = 0.5,
     ) -> None:
+        if webhook_url is not None and not (webhook_secret or "").startswith("whsec_"):
+            raise ValueError("webhook_url needs webhook_secret, a whsec_<base64> secret")
         self.api_key = api_key
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.webhook_delay_s = webhook_delay_s
+        self.webhook_attempts = webhook_attempts
+        self.webhook_backoff_s = webhook_backoff_s
         self.db_path = db_path
         self.in_process = in_process
         self.service_path = find_billing_service(service_path)
@@ -139,8 +158,15 @@ class BillingServer:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
         fd = sock.fileno()
         env = {**os.environ, "BILLING_API_KEY": self.api_key}
+        env.pop("BILLING_WEBHOOK_SECRET", None)
         command = [sys.executable, str(self.service_path), "--host", self.host]
         command += ["--port", str(self.port), "--db", self.db_path, "--fd", str(fd)]
+        command += ["--webhook-delay", str(self.webhook_delay_s)]
+        if self.webhook_url is not None and self.webhook_secret is not None:
+            env["BILLING_WEBHOOK_SECRET"] = self.webhook_secret  # never on a command line
+            command += ["--webhook-url", self.webhook_url]
+            command += ["--webhook-attempts", str(self.webhook_attempts)]
+            command += ["--webhook-backoff", str(self.webhook_backoff_s)]
         self._process = subprocess.Popen(
             command,
             pass_fds=(fd,),
@@ -151,7 +177,15 @@ class BillingServer:
         )
 
     def _start_thread(self, sock: socket.socket) -> None:
-        app = _load_service(self.service_path).create_app(self.db_path, self.api_key)
+        app = _load_service(self.service_path).create_app(
+            self.db_path,
+            self.api_key,
+            webhook_url=self.webhook_url,
+            webhook_secret=self.webhook_secret,
+            webhook_delay_s=self.webhook_delay_s,
+            webhook_attempts=self.webhook_attempts,
+            webhook_backoff_s=self.webhook_backoff_s,
+        )
         config = uvicorn.Config(app, access_log=False, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         self._server = server
@@ -243,6 +277,17 @@ class BillingServer:
     async def ledger(self) -> dict[str, Any]:
         """The service's ledger: payments, charges_by_invoice, amount_by_invoice, requests."""
         found: dict[str, Any] = await self._call("GET", "/_ledger")
+        return found
+
+    async def webhooks(self) -> list[dict[str, Any]]:
+        """The webhooks sent so far: id, type, attempts (status or error name each), delivered."""
+        found: dict[str, Any] = await self._call("GET", "/_webhooks")
+        deliveries: list[dict[str, Any]] = found["deliveries"]
+        return deliveries
+
+    async def payment(self, payment_id: str) -> dict[str, Any]:
+        """An asynchronous payment: status, invoice_id, amount, confirmation_number once cleared."""
+        found: dict[str, Any] = await self._call("GET", f"/payments/{payment_id}")
         return found
 
     async def reset(self) -> None:

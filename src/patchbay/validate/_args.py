@@ -21,6 +21,7 @@ from patchbay.spec._call import CallContext
 from patchbay.spec._model import Param, Tool
 from patchbay.spec._pattern import compile_pattern
 from patchbay.validate._formats import BadValue, format_checker
+from patchbay.validate._nested import BadFields, ObjectCheck
 from patchbay.validate._rules import RULES_FIELD, CompiledRule, check_rules, compile_rule
 
 HookResult: TypeAlias = Mapping[str, str] | None
@@ -145,6 +146,7 @@ class _ParamCheck:
 
     __slots__ = (
         "enum",
+        "fields",
         "fmt",
         "items",
         "limit",
@@ -186,6 +188,9 @@ class _ParamCheck:
             hint = f", {desc}" if self.unit else ""
             self.pattern_words = f"does not have the expected form (pattern {param.pattern}{hint})"
         self.items = _ParamCheck(param.items, f"{location}.items") if param.items else None
+        self.fields = (
+            ObjectCheck(param, location, _ParamCheck) if param.properties is not None else None
+        )
 
     def clean(self, value: Any, region: str) -> Any:
         """The normalised value, or BadValue with words for the LLM."""
@@ -218,7 +223,7 @@ class _ParamCheck:
         elif not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise BadValue(f"must be an object with named fields, not {_kind(value)}")
         else:
-            value = dict(value)
+            value = dict(value) if self.fields is None else self.fields.clean(value, region)
             problem = _json_problem(value)
             if problem is not None:
                 raise BadValue(problem)
@@ -270,14 +275,25 @@ class _ParamCheck:
             return list(value)
         cleaned: list[Any] = []
         problems: list[str] = []
+        paths: dict[str, str] = {}  # a list of objects: problems by field path
         for i, item in enumerate(value):
             try:
                 cleaned.append(self.items.clean(item, region))
+            except BadFields as exc:
+                paths.update((f"[{i}]{path}", words) for path, words in exc.fields.items())
             except BadValue as exc:
                 problems.append(f"item {i} {exc.words}")
+                paths[f"[{i}]"] = exc.words
+        if paths and len(paths) > len(problems):
+            raise BadFields(dict(list(paths.items())[:_MAX_FIELDS]))
         if problems:
             raise BadValue("; ".join(problems[:_MAX_ITEM_ERRORS]))
         return cleaned
+
+
+def _root(field: str) -> str:
+    """The argument a field path (`address.city`, `lines[0].sku`) starts from."""
+    return re.split(r"[.\[]", field, maxsplit=1)[0]
 
 
 def _cut(text: str, limit: int) -> str:
@@ -385,6 +401,8 @@ class ToolValidator:
             elif value is not None:  # OpenAI strict mode sends null for "not given"
                 try:
                     cleaned[name] = check.clean(value, default_region)
+                except BadFields as exc:
+                    bad.update((f"{name}{path}", words) for path, words in exc.fields.items())
                 except BadValue as exc:
                     bad[name] = exc.words
         for name in self._required:
@@ -401,7 +419,7 @@ class ToolValidator:
                     bad[name] = f"must be given together with the others of {together}"
         if bad:
             order = {n: i for i, n in enumerate(checks)}
-            ordered = dict(sorted(bad.items(), key=lambda kv: order.get(kv[0], len(order))))
+            ordered = dict(sorted(bad.items(), key=lambda kv: order.get(_root(kv[0]), len(order))))
             raise _fail(ordered, self.tool, call)
         for name, default in self._defaults.items():
             if name not in cleaned:

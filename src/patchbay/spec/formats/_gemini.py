@@ -57,6 +57,10 @@ def _convert(schema: Mapping[str, Any]) -> dict[str, Any]:
         out["properties"] = {k: _convert(v) for k, v in schema["properties"].items()}
     if "required" in schema:
         out["required"] = list(schema["required"])
+    if "properties" in out:  # as at the top level: an optional field also admits null
+        for name, prop in out["properties"].items():
+            if name not in out.get("required", ()):
+                prop["nullable"] = True
     return out
 
 
