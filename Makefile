@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 chaos: $(STAMP)
-	PATCHBAY_CHAOS_CALLS=5000 $(PY) -m pytest -q tests/chaos -p no:randomly
+	PATCHBAY_CHAOS_CALLS=5000 PATCHBAY_CHAOS_WEBHOOKS=5000 $(PY) -m pytest -q tests/chaos -p no:randomly
 
 # `make test` runs the same fuzz tests in a short form (3,000 argument sets, 1,000 bodies).
 fuzz: $(STAMP)

@@ -22,6 +22,7 @@ from redis_trips import bench_redis_trips
 from resilience_hang import bench_hang
 from tracing import bench_tracing
 from webhooks import bench_webhooks
+from webhooks_gateway import bench_webhooks_gateway
 
 from gateway import bench_gateway
 from observe import bench_observe, report_observe
@@ -51,6 +52,7 @@ async def _callevents() -> None:
 
 async def _webhooks() -> None:
     await bench_webhooks()  # prints its own lines
+    await bench_webhooks_gateway()  # through `patchbay serve`, beside its tool-call rate
 
 
 async def _hang() -> None:
@@ -99,7 +101,7 @@ SECTIONS = {
     ),
     "observe": ("the audit sink (and every file sink) per call, on against off", _observe),
     "callevents": ("call events: publish to delivery at 200/s, one replica and two", _callevents),
-    "webhooks": ("webhooks: receipt to delivery at 200/s, durable acceptance rate", _webhooks),
+    "webhooks": ("webhooks: receipt to delivery at 200/s, durable acceptance rates", _webhooks),
     "cli": ("CLI start-up: each command as a subprocess against `python -c pass`", _cli),
     "import": ("patchbay import openapi on Stripe's document (target: under 10 s)", _import),
 }

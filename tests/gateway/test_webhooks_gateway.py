@@ -27,7 +27,7 @@ from patchbay import CallContext, ToolRuntime
 from patchbay.gateway import create_app
 from patchbay.runtime._callevents import CallEvents
 from patchbay.spec import load_config_text
-from patchbay.state import RedisStore, SQLiteStore, StateStore
+from patchbay.state import PostgresStore, RedisStore, SQLiteStore, StateStore
 from patchbay.testing import BillingServer
 
 from .gateway_support import TOKEN, bearer
@@ -198,12 +198,15 @@ webhooks:
 """
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
 def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, StateStore]]:
     """The state URL `patchbay serve` uses, and a store of the test's own on the same data."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
         yield url, SQLiteStore(str(tmp_path / "state.db"))
+    elif request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        yield url, PostgresStore(url)  # the gateway's own prefix; the test's ids are its own
     else:
         url = request.getfixturevalue("redis_url")
         yield url, RedisStore(url)  # the gateway's own prefix; the test's ids are its own

@@ -64,13 +64,17 @@ class Replica:
 Start = Callable[..., Any]
 
 
-@pytest.fixture(params=["redis", "postgresql", "split"])
+@pytest.fixture(params=["redis", "redis-cluster", "postgresql", "split"])
 def shared_state(request: pytest.FixtureRequest) -> str | dict[str, str]:
-    """The `state:` the replicas share: Redis, PostgreSQL, or Redis fast beside PostgreSQL."""
+    """The `state:` the replicas share: Redis, a 3-node Redis Cluster, PostgreSQL, or Redis
+    fast beside PostgreSQL durable."""
     return _state_of(request.param, request)
 
 
 def _state_of(kind: str, request: pytest.FixtureRequest) -> str | dict[str, str]:
+    if kind == "redis-cluster":
+        cluster: str = request.getfixturevalue("redis_cluster_url")
+        return cluster
     redis_url: str = request.getfixturevalue("redis_url")
     if kind == "redis":
         return redis_url
@@ -207,23 +211,14 @@ async def careless_upstream() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]
     await runner.cleanup()
 
 
-@pytest.fixture(params=["redis", "redis-cluster", "postgresql", "split"])
-def payment_state(request: pytest.FixtureRequest) -> str | dict[str, str]:
-    """As `shared_state`, and a 3-node Redis Cluster too."""
-    if request.param == "redis-cluster":
-        cluster: str = request.getfixturevalue("redis_cluster_url")
-        return cluster
-    return _state_of(request.param, request)
-
-
 async def test_replicas_dedupe_one_payment_asked_of_all(
     replicas: Start,
-    payment_state: str | dict[str, str],
+    shared_state: str | dict[str, str],
     billing: BillingServer,
     careless_upstream: tuple[str, list[dict[str, Any]]],
 ) -> None:
     url, charges = careless_upstream
-    group = await replicas(3, billing_yaml(state=payment_state), _env(billing, url))
+    group = await replicas(3, billing_yaml(state=shared_state), _env(billing, url))
     at = time.time() + 0.3
     answers = await asyncio.gather(*(r.call("pay_invoice", PAYMENT, ["call-1"], at) for r in group))
     results = [answer[0] for answer in answers]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from patchbay.observe._redact import REDACTED, Redactor
 from patchbay.spec._model import Tool
+from patchbay.spec._nested import contact_fields
 
 BodyMode = Literal["none", "shape", "redacted"]
 _MAX_CHARS = 8000  # a log line, not an archive: longer bodies are cut
@@ -110,4 +111,6 @@ def _hidden(tool: Tool | None) -> frozenset[str]:
     if tool is None:
         return frozenset()
     contact = {n for n, p in tool.parameters.items() if p.format in ("e164", "email")}
+    for param in tool.parameters.values():
+        contact |= contact_fields(param)  # such fields inside object arguments, by their names
     return frozenset((*tool.response.strip, *contact))

@@ -26,7 +26,7 @@ from patchbay.spec._call import ADHOC_PREFIX, CallContext, call_scoped
 from patchbay.spec._model import Tool
 from patchbay.state import StateError, StateStore
 from patchbay.state._batch import Get, run_batch
-from patchbay.state._pubsub import notifier_for
+from patchbay.state._pubsub import Notifier, notifier_for
 
 log = logging.getLogger("patchbay.runtime")
 
@@ -107,6 +107,11 @@ class CallEvents:
         self._notifier = notifier_for(store)
         # Calls this replica marked live, with the write doing it (end_call waits for it).
         self._marking: OrderedDict[CallKey, asyncio.Future[None]] = OrderedDict()
+
+    @property
+    def notifier(self) -> Notifier:
+        """The notifier reaching this store's subscribers (long-running tools wait on it)."""
+        return self._notifier
 
     async def publish(
         self,

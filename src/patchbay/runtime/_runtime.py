@@ -37,6 +37,7 @@ from patchbay.runtime._calls import (
     prefetch_arguments,
     state_text,
 )
+from patchbay.runtime._completion import Completions
 from patchbay.runtime._contracts import ContractChecker
 from patchbay.runtime._failure import CONFIRMING as _CONFIRMING
 from patchbay.runtime._failure import DEFAULT_WORDS as _DEFAULT_WORDS
@@ -130,6 +131,8 @@ class ToolRuntime(WebhookMethods, CallEventMethods):
         # Webhooks into live calls: inbox, correlation keys, processing (runtime/_webhooks.py).
         hooks = (self._reveal, self._calls, self._outbox, self, self._events.stored)
         self._webhooks = Webhooks(config, self.store, self.emitter, *hooks)
+        self._completions = Completions(config, self.store, self._events.notifier, self._calls)
+        self._webhooks.completions = self._completions  # long-running tools (`completion`)
 
     @classmethod
     def from_file(cls, path: str, env: Mapping[str, str] | None = None, **kw: Any) -> ToolRuntime:
@@ -368,7 +371,12 @@ class ToolRuntime(WebhookMethods, CallEventMethods):
             result = self._failure(name, tool, ctx, exc2, exchange, started, via)
         if before is not None:
             await self._calls.persist(ctx, before)
-        if result.ok and tool is not None and tool.correlate:  # webhooks find the call by these
+        if result.ok and tool is not None and tool.completion and via is not _Via.OUTBOX:
+            left = tool.budget_s - (time.perf_counter() - started)  # waits for its webhook
+            result = await self._completions.settle(
+                tool, result, ctx, left, self._webhooks.correlate
+            )
+        elif result.ok and tool is not None and tool.correlate:  # webhooks find the call by these
             await self._webhooks.correlate(tool, result.result, ctx)
         if self.emitter.active:
             extra: dict[str, Any] = {"cached": bool(result.meta.get("cached"))}

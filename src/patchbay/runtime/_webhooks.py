@@ -41,6 +41,16 @@ Resolve = Callable[[str], Awaitable[str]]
 Stored = Callable[[str, str | None], Awaitable[list[Any]]]  # a call's stored events
 
 
+class CompletionHook(Protocol):
+    """Long-running tools' side of completing events (runtime/_completion.py)."""
+
+    def tools_for(self, source: str, event: str) -> list[Tool]: ...
+
+    async def arrived(
+        self, tools: list[Tool], payload: Any, tenant: str | None, record: Mapping[str, Any]
+    ) -> bool: ...
+
+
 class LiveCalls(Protocol):
     """What the runtime offers for delivering call events."""
 
@@ -80,6 +90,10 @@ def _key_text(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
         return None
     return str(value)
+
+
+search = _search  # for long-running tools (runtime/_completion.py)
+key_text = _key_text
 
 
 def _lookup(path: str, payload: Any, call: CallContext | None) -> Any:
@@ -151,6 +165,7 @@ class Webhooks:
         self._live = live
         self._stored = stored
         self.inbox = Inbox(store, self.process, settings)
+        self.completions: CompletionHook | None = None  # set by a runtime with such tools
 
     @property
     def configured(self) -> bool:
@@ -248,8 +263,14 @@ class Webhooks:
         if rule is None or rule.call is None:
             await self._unmatched(entry, kind, None, "no_rule")
             return
+        completes = self.completions.tools_for(entry.source, kind) if self.completions else []
         found = await self._find(rule.call, payload)
         if found is None:
+            if completes and self.completions is not None:  # before the start's answer
+                tenant = _search(rule.call.tenant, payload) if rule.call.tenant else None
+                tenant = tenant if isinstance(tenant, str) and tenant else None
+                record = {"webhook_id": entry.id, "ref": entry.ref, "applied": False}
+                await self.completions.arrived(completes, payload, tenant, record)
             await self._unmatched(entry, kind, None, "no_call")
             return
         live = self._live.call_is_live(found.id, found.tenant)
@@ -274,18 +295,27 @@ class Webhooks:
             except Unfilled as missing:
                 log.warning("webhook %s: say names %s, which it lacks", entry.ref, missing)
         data["webhook_id"] = entry.id
+        event_kind = "webhook"
+        if completes and self.completions is not None:
+            event_kind = "completion"
+            completion = completes[0].completion
+            data["tool"] = completes[0].name
+            data["result"] = _search(completion.result, payload) if completion else None
+            record = {"webhook_id": entry.id, "ref": entry.ref, "applied": True, "say": say}
+            if not await self.completions.arrived(completes, payload, call.tenant, record):
+                return  # answered inline by the waiting tool, or delivered already
         # Processed before (the process died on the way): publish only if the call's log lacks
         # this delivery's event, so a crash right after publishing does not say it twice.
         started = f"inbox:started:{entry.ref}"
         if not await self._store.set_if_absent(started, b"1", ttl_s=CORRELATION_TTL_S):
             for old in await self._stored(call.id, call.tenant):
                 if (
-                    getattr(old, "kind", None) == "webhook"
+                    getattr(old, "kind", None) == event_kind
                     and old.data.get("webhook_id") == entry.id
                 ):
                     return
         await self._live.publish_call_event(
-            call.id, tenant=call.tenant, kind="webhook", event=kind, say=say, data=data
+            call.id, tenant=call.tenant, kind=event_kind, event=kind, say=say, data=data
         )
 
     async def _after_call(

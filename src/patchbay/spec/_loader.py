@@ -26,7 +26,7 @@ from patchbay.spec._model import DEFER_TOOL_SHAPE, Config, Integration, Tool
 from patchbay.spec._proxy import proxy_env
 from patchbay.spec._registry import ToolRegistry, load_registry, merge_tools
 from patchbay.spec._secrets import check_secret_refs
-from patchbay.spec._webhooks import check_webhooks
+from patchbay.spec._webhooks import check_completions, check_webhooks
 
 # Hand-written: one regex covers ${VAR}, ${VAR:-default} and the $${ escape, and lets every
 # missing variable be reported with its location instead of failing on the first.
@@ -386,6 +386,10 @@ def _validate(
     if shell.valid is not None:  # expressions, templates, after_call tools; tools' correlate
         correlations = {k: t.correlate for k, t in tools.items() if t.correlate}
         errors += check_webhooks(shell.valid.webhooks, raw_tools.keys(), correlations)
+        done = {
+            k: (t.completion, t.correlate, t.budget_s) for k, t in tools.items() if t.completion
+        }
+        errors += check_completions(shell.valid.webhooks, done)
     if errors or shell.valid is None:
         return None
     config = Config.model_validate(

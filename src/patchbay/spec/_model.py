@@ -18,12 +18,12 @@ from patchbay.spec._base import (
 )
 from patchbay.spec._graphql import GraphQLRequest
 from patchbay.spec._jsonschema import JsonSchema
-from patchbay.spec._nested import nested_problem
+from patchbay.spec._nested import contact_fields, nested_problem
 from patchbay.spec._ops import Defaults, GatewaySpec, ObserveSpec
 from patchbay.spec._proxy import ProxySetting
 from patchbay.spec._secrets import SecretsSpec
 from patchbay.spec._state import StateValue
-from patchbay.spec._webhooks import WebhookSource
+from patchbay.spec._webhooks import Completion, WebhookSource
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -361,15 +361,16 @@ class Tool(Frozen):
     returns: JsonSchema | None = None  # JSON Schema of what the LLM receives (docs, exports)
     # correlation keys from its answer: name -> JMESPath; webhooks find this call by them
     correlate: dict[str, str] = Field(default_factory=dict)
+    completion: Completion | None = None  # long-running: a webhook completes the start answer
 
     @model_validator(mode="after")
     def _audit_keeps_no_contact(self) -> Tool:
         for name in self.audit:
             param = self.parameters.get(name)
-            if param is not None and param.format in ("e164", "email"):
+            if param is not None and (param.format in ("e164", "email") or contact_fields(param)):
                 raise ValueError(
-                    f"audit: {name!r} is a phone number or email; the audit trail never keeps "
-                    "caller contact details"
+                    f"audit: {name!r} is or holds a phone number or email; the audit trail "
+                    "never keeps caller contact details"
                 )
         return self
 

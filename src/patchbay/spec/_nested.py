@@ -47,3 +47,15 @@ def nested_problem(param: Any) -> str | None:
             "leave the innermost as a free-form object (no properties)"
         )
     return None
+
+
+def contact_fields(param: Any) -> set[str]:
+    """Names of fields inside `param` (any depth) that hold a phone number or an email."""
+    out: set[str] = set()
+    for name, field in (param.properties or {}).items():
+        if field.format in ("e164", "email"):
+            out.add(name)
+        out |= contact_fields(field)
+    if param.items is not None:
+        out |= contact_fields(param.items)
+    return out

@@ -133,6 +133,23 @@ class WebhookSource(Frozen):
     on: dict[str, WebhookEvent] = Field(default_factory=dict)
 
 
+class Completion(Frozen):
+    """A long-running tool: its start answer is completed by a webhook event.
+
+    The tool waits up to `wait_s` for the event whose `match` value equals the `key` entry of
+    its `correlate`, and answers with it; later, it answers `pending` and the completion
+    reaches the call as a call event of kind "completion".
+    """
+
+    webhook: str = Field(min_length=1)  # the webhook source
+    event: str = Field(min_length=1)  # the event type that completes the operation
+    match: str = Field(min_length=1)  # JMESPath over the delivery to the correlation value
+    key: str | None = None  # which `correlate` entry it equals (default: the only one)
+    wait_s: float = Field(gt=0, le=120)  # at most the tool's budget_s
+    result: str = "data"  # JMESPath over the delivery: what the answer gains
+    say: str | None = None  # words while it is pending (default: say.pending)
+
+
 def secret_refs(verify: StandardVerify | HmacVerify) -> tuple[str, ...]:
     """Every secret reference of a source, newest first as given."""
     return (verify.secret,) if isinstance(verify.secret, str) else verify.secret
@@ -224,4 +241,52 @@ def check_webhooks(
                     )
                 for text, loc in _strings(after.args, f"{here}.after_call.args"):
                     errors += _template(text, loc)
+    return errors
+
+
+def check_completions(
+    webhooks: Mapping[str, WebhookSource],
+    completions: Mapping[str, tuple[Completion, Mapping[str, str], float]],
+) -> list[ConfigError]:
+    """Cross-checks of long-running tools: tool name -> (completion, correlate, budget_s)."""
+    errors: list[ConfigError] = []
+    for tool, (done, correlate, budget_s) in completions.items():
+        at = f"tools.{tool}.completion"
+        if done.wait_s > budget_s:
+            errors.append(
+                ConfigError(
+                    f"wait_s ({done.wait_s:g}) must be at most the tool's budget_s ({budget_s:g})",
+                    f"{at}.wait_s",
+                )
+            )
+        source = webhooks.get(done.webhook)
+        if source is None:
+            known = ", ".join(webhooks) or "none"
+            errors.append(
+                ConfigError(f"unknown webhook source {done.webhook!r} (webhooks: {known})", at)
+            )
+        else:
+            rule = source.on.get(done.event)
+            if rule is None or rule.call is None:
+                errors.append(
+                    ConfigError(
+                        f"webhooks.{done.webhook}.on needs a {done.event!r} rule with `call` "
+                        "to find the call",
+                        f"{at}.event",
+                    )
+                )
+        if not correlate:
+            errors.append(
+                ConfigError("a completion needs `correlate` on the tool: its match key", at)
+            )
+        elif done.key is not None and done.key not in correlate:
+            names = ", ".join(correlate)
+            errors.append(ConfigError(f"key {done.key!r} is not in correlate ({names})", at))
+        elif done.key is None and len(correlate) > 1:
+            names = ", ".join(correlate)
+            errors.append(ConfigError(f"give key: which correlate entry ({names})", at))
+        errors += _jmespath(done.match, f"{at}.match")
+        errors += _jmespath(done.result, f"{at}.result")
+        if done.say is not None:
+            errors += _template(done.say, f"{at}.say")
     return errors

@@ -391,6 +391,7 @@ class ToolValidator:
         cleaned: dict[str, Any] = {}
         checks = self._checks
         unknown = ""
+        inside: set[str] = set()  # given, with problems inside (said by field path)
         for name, value in args.items():
             check = checks.get(name) if isinstance(name, str) else None
             if check is None:
@@ -403,19 +404,20 @@ class ToolValidator:
                     cleaned[name] = check.clean(value, default_region)
                 except BadFields as exc:
                     bad.update((f"{name}{path}", words) for path, words in exc.fields.items())
+                    inside.add(name)
                 except BadValue as exc:
                     bad[name] = exc.words
         for name in self._required:
-            if name not in cleaned and name not in bad:
+            if name not in cleaned and name not in bad and name not in inside:
                 bad[name] = "is required but was not given"
-        if self._one_of and not any(n in cleaned or n in bad for n in self._one_of):
+        if self._one_of and not any(n in cleaned or n in bad or n in inside for n in self._one_of):
             words = f"give at least one of {', '.join(self._one_of)}; none was given"
             for name in self._one_of:
                 bad[name] = words
-        if self._all_of and any(n in cleaned or n in bad for n in self._all_of):
+        if self._all_of and any(n in cleaned or n in bad or n in inside for n in self._all_of):
             together = ", ".join(self._all_of)
             for name in self._all_of:
-                if name not in cleaned and name not in bad:
+                if name not in cleaned and name not in bad and name not in inside:
                     bad[name] = f"must be given together with the others of {together}"
         if bad:
             order = {n: i for i, n in enumerate(checks)}
