@@ -129,7 +129,7 @@ def _outage(proxy: FaultProxy) -> None:
 
 
 def _check(result: ToolResult, tool: str, call_id: str, elapsed: float, seen: Observed) -> None:
-    """The tool result contract of DESIGN.md, and the budget."""
+    """The tool result contract, and the budget."""
     seen.calls += 1
     data = result.to_dict()
     where = f"{tool} in {call_id}"

@@ -1,4 +1,4 @@
-"""The reference billing API honours every row of DESIGN.md's table, over real HTTP."""
+"""The reference billing API honours every documented behaviour, over real HTTP."""
 
 from __future__ import annotations
 

@@ -20,7 +20,14 @@ from patchbay._errors import ConfigErrors
 from patchbay.observe import MemorySink
 from patchbay.runtime._callevents import CallEvent
 from patchbay.spec import load_config_text
-from patchbay.state import MemoryStore, RedisStore, SQLiteStore, StateStore
+from patchbay.state import (
+    MemoryStore,
+    PostgresStore,
+    RedisStore,
+    SQLiteStore,
+    StateStore,
+    open_store,
+)
 from patchbay.state._inbox import InboxEntry
 from patchbay.testing import FaultProxy
 
@@ -278,12 +285,20 @@ async def test_event_without_after_call_for_an_ended_call_is_kept(make: Factory)
     assert (kept["reason"], kept["after_call"]) == ("call_ended", None)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis-cluster", "postgresql"])
 async def test_durable_stores_dedupe_and_correlate(
     make: Factory, backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    store: StateStore
     if backend == "sqlite":
-        store: StateStore = SQLiteStore(str(tmp_path / "state.db"))
+        store = SQLiteStore(str(tmp_path / "state.db"))
+    elif backend == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        prefix = request.getfixturevalue("redis_cluster_prefix")
+        store = open_store(url, key_prefix=prefix)
+    elif backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        store = PostgresStore(url, prefix=request.getfixturevalue("postgres_key_prefix"))
     else:
         url = request.getfixturevalue("redis_url")
         store = RedisStore(url, prefix=request.getfixturevalue("redis_key_prefix"))

@@ -1,4 +1,4 @@
-"""Helpers for spec tests: a temporary handler module and the DESIGN.md example config."""
+"""Helpers for spec tests: a temporary handler module and the documented example config."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def handler_module(tmp_path: Path) -> Callable[[str], str]:
 
 @pytest.fixture
 def example(tmp_path: Path, handler_module: Callable[[str], str]) -> Path:
-    """The DESIGN.md example written as tmp_path/patchbay.yaml, with its handler module."""
+    """The documented example config written as tmp_path/patchbay.yaml, with its handler module."""
     path = tmp_path / "patchbay.yaml"
     path.write_text(EXAMPLE.format(module=handler_module(HANDLERS)))
     return path

@@ -30,7 +30,7 @@ PHONE = tool_with(format="e164")
 @pytest.mark.parametrize(
     ("given", "e164"),
     [
-        ("555-123-4567", "+15551234567"),  # the article's example: a fictional 555 number
+        ("555-123-4567", "+15551234567"),  # the billing example: a fictional 555 number
         ("(555) 123-4567", "+15551234567"),
         ("+44 20 7946 0958", "+442079460958"),
         ("+1 415 555 2671", "+14155552671"),

@@ -39,6 +39,8 @@ UNMATCHED = "inbox:unmatched"
 ACCEPTED = b"accepted"
 DONE = b"done"
 DEDUP_TTL_S = 7 * 86400.0  # senders retry for a few days at most
+# How long a copy waits for the first claimant of its id to store the delivery.
+CLAIM_GRACE_S = 2.0
 
 
 def dedup_key(source: str, delivery: str) -> str:
@@ -111,17 +113,32 @@ class Inbox:
         Raises StateError when the store cannot take it (the sender must try again).
         """
         key = dedup_key(entry.source, entry.id)
-        if not await self._store.set_if_absent(key, ACCEPTED, ttl_s=DEDUP_TTL_S):
-            if await self._store.get(key) != ACCEPTED:
-                return False  # done (or its key just expired): nothing more to do
-            if await self._store.hget(INBOX, entry.ref) is not None:
-                return False  # stored and waiting: a replay
-            # A process died between claiming the id and storing the entry: store it now
-            # (processing checks `done` first, so an entry re-stored late is not applied twice).
+        claimed = await self._store.set_if_absent(key, ACCEPTED, ttl_s=DEDUP_TTL_S)
+        if not claimed and await self._stored_by_another(key, entry):
+            return False  # a replay: stored (or done) under the first claim
+        # Claimed here, or by a process that died before storing the entry: store it now
+        # (processing checks `done` first, so an entry re-stored late is not applied twice).
         await self._store.hset(INBOX, entry.ref, entry.encode())
         if not await self._take(entry):
             self._wake.set()  # busy: the worker's next scan takes it
         return True
+
+    async def _stored_by_another(self, key: str, entry: InboxEntry) -> bool:
+        """Whether the delivery that claimed this id first is stored (or done).
+
+        A copy arriving while the first is between its claim and its store waits for it (a
+        moment), so it is acknowledged only once the delivery is durable; a claim that stays
+        unstored past the grace period is a claimant that died, and this copy stores it.
+        """
+        deadline = time.monotonic() + CLAIM_GRACE_S
+        while True:
+            if await self._store.get(key) != ACCEPTED:
+                return True  # done (or its key just expired): nothing more to do
+            if await self._store.hget(INBOX, entry.ref) is not None:
+                return True  # stored and waiting
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
 
     def start(self) -> None:
         """Start this runtime's worker unless it runs already."""
