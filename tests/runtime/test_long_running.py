@@ -216,6 +216,31 @@ async def test_a_webhook_processed_before_the_start_answer_is_not_lost(
         assert kept["reason"] == "no_call"
 
 
+async def test_a_completion_whose_waiting_tool_died_still_reaches_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with scene(monkeypatch, delay_s=0.3, wait_s=0.5) as (runtime, server, _, _secret):
+        correlate = runtime._webhooks.correlate
+
+        async def dying_correlate(*args: Any) -> None:
+            # The tool marked itself waiting and recorded its key, then its process died: no
+            # one will take the completion inline, and its waiting mark lingers for a while.
+            await correlate(*args)
+            raise RuntimeError("the waiting tool died")
+
+        monkeypatch.setattr(runtime._webhooks, "correlate", dying_correlate)
+        call = CallContext(id="c-lr-dead", caller=CALLER)
+        async with runtime.call_events(call) as events:
+            with pytest.raises(RuntimeError, match="died"):
+                await pay(runtime, call)
+            # Processed again until the lingering mark expires (wait_s + 5 s): then spoken.
+            event = await asyncio.wait_for(anext(events), 20)
+        assert (event.kind, event.event) == ("completion", "payment.succeeded")
+        payment_id = event.data["result"]["payment_id"]
+        confirmation = (await server.payment(payment_id))["confirmation_number"]
+        assert event.say == f"Your payment has cleared; confirmation {confirmation}."
+
+
 @pytest.mark.parametrize("delay_s", [0.05, 1.5])
 async def test_replicas_sharing_redis_deliver_the_completion_once(
     monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, delay_s: float

@@ -34,12 +34,14 @@ from patchbay.runtime._webhooks import Unfilled, key_text, render, search
 from patchbay.spec._call import CallContext, call_scoped
 from patchbay.spec._model import Config, Tool
 from patchbay.state import StateError, StateStore
+from patchbay.state._inbox import ProcessLater
 from patchbay.state._pubsub import Notifier
 
 log = logging.getLogger("patchbay.webhooks")
 
 KEEP_S = 86400.0  # an early or late completion waits this long to be claimed
 _WAIT_MARGIN_S = 5.0  # a waiting mark outlives the wait by this much (a dead waiter expires)
+_RECHECK_S = 0.5  # a delivery a tool waits on is processed again after this, until it is claimed
 _INLINE = b"inline"
 PENDING_WORDS = (
     "The operation has started and is not finished yet; its completion will follow on the call."
@@ -74,10 +76,18 @@ class Completions:
     # --- the webhook's side ---
 
     async def arrived(
-        self, tools: list[Tool], payload: Any, tenant: str | None, record: Mapping[str, Any]
+        self,
+        tools: list[Tool],
+        payload: Any,
+        tenant: str | None,
+        record: Mapping[str, Any],
+        *,
+        defer: bool = True,
     ) -> bool:
         """Keep a completing delivery; True when its caller must publish it as a call event
-        (no tool is waiting for it and no other delivery did so already)."""
+        (no tool is waiting for it and no other delivery did so already). While a tool waits
+        for it, `defer` asks for the delivery to be processed again (ProcessLater) until the
+        tool took it or its waiting mark expired."""
         assert tools[0].completion is not None
         value = key_text(search(tools[0].completion.match, payload))
         if value is None:
@@ -86,9 +96,16 @@ class Completions:
         text = json.dumps({**record, "payload": payload}, default=str).encode()
         await self._store.set_if_absent(f"{base}:data", text, ttl_s=KEEP_S)
         await self._notifier.publish(base, b"1")
-        if await self._store.get(f"{base}:wait") == b"waiting":
-            return False  # the waiting tool answers with it
         ref = str(record.get("ref", "")).encode()
+        claimed = await self._store.get(f"{base}:claim")
+        if claimed is not None:
+            return claimed == ref  # taken inline, by another delivery, or by this one before
+        if await self._store.get(f"{base}:wait") == b"waiting":
+            if not defer:
+                return False  # kept in `:data` for the tool that is about to read it
+            # The waiting tool answers with it. Processed again shortly all the same: if that
+            # tool died waiting, its mark expires and the completion becomes a call event.
+            raise ProcessLater(_RECHECK_S)
         if await self._store.set_if_absent(f"{base}:claim", ref, ttl_s=KEEP_S):
             return True
         return await self._store.get(f"{base}:claim") == ref  # this delivery, processed again

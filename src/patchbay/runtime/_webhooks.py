@@ -47,7 +47,13 @@ class CompletionHook(Protocol):
     def tools_for(self, source: str, event: str) -> list[Tool]: ...
 
     async def arrived(
-        self, tools: list[Tool], payload: Any, tenant: str | None, record: Mapping[str, Any]
+        self,
+        tools: list[Tool],
+        payload: Any,
+        tenant: str | None,
+        record: Mapping[str, Any],
+        *,
+        defer: bool = True,
     ) -> bool: ...
 
 
@@ -270,7 +276,7 @@ class Webhooks:
                 tenant = _search(rule.call.tenant, payload) if rule.call.tenant else None
                 tenant = tenant if isinstance(tenant, str) and tenant else None
                 record = {"webhook_id": entry.id, "ref": entry.ref, "applied": False}
-                await self.completions.arrived(completes, payload, tenant, record)
+                await self.completions.arrived(completes, payload, tenant, record, defer=False)
             await self._unmatched(entry, kind, None, "no_call")
             return
         live = self._live.call_is_live(found.id, found.tenant)

@@ -38,6 +38,16 @@ INBOX = "inbox"
 UNMATCHED = "inbox:unmatched"
 ACCEPTED = b"accepted"
 DONE = b"done"
+
+
+class ProcessLater(Exception):
+    """Raised by processing when a delivery must wait a moment (a tool is waiting on it)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"process again in {delay_s} s")
+        self.delay_s = delay_s
+
+
 DEDUP_TTL_S = 7 * 86400.0  # senders retry for a few days at most
 # How long a copy waits for the first claimant of its id to store the delivery.
 CLAIM_GRACE_S = 2.0
@@ -257,6 +267,11 @@ class Inbox:
                 await self._process(entry)
             except StateError:
                 raise
+            except ProcessLater as later:  # not a failure: no attempt is spent
+                entry.attempts -= 1
+                entry.next_at = time.time() + later.delay_s
+                await self._store.hset(INBOX, entry.ref, entry.encode())
+                return
             except Exception as exc:
                 await self._retry(entry, type(exc).__name__)
                 log.warning("webhook %s failed (%s); trying again", entry.ref, type(exc).__name__)
