@@ -178,6 +178,23 @@ def test_a_reopened_trail_continues_its_chain(tmp_path: Path) -> None:
     assert [json.loads(x)["seq"] for x in path.read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_two_sinks_of_one_process_continue_one_chain(tmp_path: Path) -> None:
+    """A reloaded gateway's old and new runtime write the same trail for a while."""
+    path = tmp_path / "audit.jsonl"
+    old = AuditSink(path, key=b"k", rotate_bytes=2048)
+    new = AuditSink(tmp_path / "." / "audit.jsonl", key=b"k", rotate_bytes=2048)
+    for i in range(30):
+        sink = old if i % 3 else new
+        sink.emit(Event(kind="tool_call", tool="create_payment", call_id=f"c-{i}", outcome="ok"))
+    old.close()
+    for i in range(30, 35):  # the new one goes on alone once the old one has finished
+        new.emit(Event(kind="tool_call", tool="create_payment", call_id=f"c-{i}", outcome="ok"))
+    new.close()
+    files = sorted(tmp_path.glob("audit*.jsonl"))
+    assert len(files) >= 2  # rotated while both wrote: still one chain across the files
+    assert verify(files, b"k") == (35, None)
+
+
 def test_rotation_carries_the_chain_across_files(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = AuditSink(path, rotate_bytes=1024)

@@ -37,6 +37,62 @@ def _rotated(path: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+class _Trail:
+    """One audit file's chain head and handle, shared by every sink of this process on it.
+
+    A reloaded gateway runs two runtimes for a moment (calls in flight finish on the old one):
+    both must continue one chain in one file, not two chains interleaved.
+    """
+
+    __slots__ = ("fh", "lock", "path", "prev", "rotate", "seq", "users")
+
+    def __init__(self, path: Path, rotate: int | None) -> None:
+        self.path = path
+        self.rotate = rotate
+        self.lock = threading.Lock()
+        self.users = 0
+        link = last_link(path)
+        if link is None:
+            older = _rotated(path)
+            link = last_link(older[-1][1]) if older else None
+        self.seq, self.prev = link if link is not None else (0, GENESIS)
+        self.fh = path.open("a", encoding="utf-8", buffering=1)
+
+    def roll(self, size: int) -> None:
+        """Start a new file when this line would take the current one past `rotate`."""
+        if self.rotate is None:
+            return
+        used = self.fh.tell()
+        if used == 0 or used + size <= self.rotate:
+            return
+        self.fh.close()
+        older = _rotated(self.path)
+        os.replace(self.path, rotated_name(self.path, older[-1][0] + 1 if older else 1))
+        self.fh = self.path.open("a", encoding="utf-8", buffering=1)
+
+
+_TRAILS: dict[Path, _Trail] = {}
+_TRAILS_LOCK = threading.Lock()
+
+
+def _open_trail(path: Path, rotate: int | None) -> _Trail:
+    with _TRAILS_LOCK:
+        trail = _TRAILS.get(path)
+        if trail is None or trail.users == 0:
+            trail = _TRAILS[path] = _Trail(path, rotate)
+        trail.users += 1
+        return trail
+
+
+def _release(trail: _Trail) -> None:
+    with _TRAILS_LOCK, trail.lock:
+        trail.users -= 1
+        if trail.users == 0:
+            trail.fh.close()
+            if _TRAILS.get(trail.path) is trail:
+                del _TRAILS[trail.path]
+
+
 class AuditSink:
     """Appends every finished tool call to a JSON-lines file, each line chained to the last.
 
@@ -44,10 +100,11 @@ class AuditSink:
     did what to which API, and how did it end", not request-level detail. With `key` the chain
     is an HMAC only its holders can recompute; with `rotate_bytes` a full file is renamed to
     `NAME.000001.jsonl` (and so on) and the chain goes on in a new one. A sink reopening a
-    trail continues its chain. One process writes one trail.
+    trail continues its chain; sinks of one process on one file share it. One process writes
+    one trail.
     """
 
-    __slots__ = ("_fh", "_key", "_lock", "_path", "_prev", "_redactor", "_rotate", "_seq")
+    __slots__ = ("_closed", "_key", "_path", "_redactor", "_trail")
 
     def __init__(
         self,
@@ -60,15 +117,9 @@ class AuditSink:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._key = key
-        self._rotate = rotate_bytes
-        self._lock = threading.Lock()
         self._redactor = redactor or Redactor()
-        link = last_link(self._path)
-        if link is None:
-            older = _rotated(self._path)
-            link = last_link(older[-1][1]) if older else None
-        self._seq, self._prev = link if link is not None else (0, GENESIS)
-        self._fh = self._path.open("a", encoding="utf-8", buffering=1)
+        self._trail = _open_trail(self._path.resolve(), rotate_bytes)
+        self._closed = False
 
     def emit(self, event: Event) -> None:
         """Append one line for a finished tool call or background write."""
@@ -108,11 +159,12 @@ class AuditSink:
         if extra:
             record["extra"] = self._redactor.data(extra)
         body = {k: v for k, v in record.items() if v is not None}
-        with self._lock:
-            line, mac = sealed_line({"seq": self._seq + 1, "prev": self._prev, **body}, self._key)
-            self._roll(len(line.encode()) + 1)
-            self._fh.write(line + "\n")
-            self._seq, self._prev = self._seq + 1, mac
+        trail = self._trail
+        with trail.lock:
+            line, mac = sealed_line({"seq": trail.seq + 1, "prev": trail.prev, **body}, self._key)
+            trail.roll(len(line.encode()) + 1)
+            trail.fh.write(line + "\n")
+            trail.seq, trail.prev = trail.seq + 1, mac
 
     def _given(self, key: str, value: Any) -> Any:
         if Redactor.sensitive(key):
@@ -123,24 +175,13 @@ class AuditSink:
             return value
         return self._redactor.data(json.loads(json.dumps(value, default=str)))
 
-    def _roll(self, size: int) -> None:
-        """Start a new file when this line would take the current one past `rotate_bytes`."""
-        if self._rotate is None:
-            return
-        used = self._fh.tell()
-        if used == 0 or used + size <= self._rotate:
-            return
-        self._fh.close()
-        older = _rotated(self._path)
-        os.replace(self._path, rotated_name(self._path, older[-1][0] + 1 if older else 1))
-        self._fh = self._path.open("a", encoding="utf-8", buffering=1)
-
     @property
     def last_mac(self) -> str:
         """The mac of the last line written (keep it elsewhere to detect a cut tail)."""
-        return self._prev
+        return self._trail.prev
 
     def close(self) -> None:
-        """Close the file."""
-        with self._lock:
-            self._fh.close()
+        """Close the file (once the last sink of this process on it closes)."""
+        if not self._closed:
+            self._closed = True
+            _release(self._trail)
