@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import atexit
 import collections
+import http.client
 import logging
 import struct
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
 
 __all__ = ["SpanRecord", "SpanShipper", "encode_request"]
 
@@ -168,6 +168,13 @@ class SpanShipper:
         timeout_s: float = 10.0,
     ) -> None:
         self._url = url
+        parts = urlsplit(url)
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname or "", parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # One kept-alive connection, used by the exporting thread only (under `_lock`): a new
+        # connection per export costs more CPU than encoding the spans.
+        self._conn: http.client.HTTPConnection | None = None
         self._headers = {"Content-Type": "application/x-protobuf", **headers}
         self._encoder = _Encoder(resource, "patchbay", version)
         self._queue: collections.deque[SpanRecord] = collections.deque()
@@ -180,8 +187,6 @@ class SpanShipper:
         self._stopped = False
         self.dropped = 0
         self.failed = 0
-        # No proxy from the environment: settings are passed down, never read from it.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._thread = threading.Thread(target=self._run, name="patchbay-otlp", daemon=True)
         self._thread.start()
         atexit.register(self.shutdown)
@@ -211,24 +216,42 @@ class SpanShipper:
                 self._send(self._encoder.request(batch), len(batch))
 
     def _send(self, body: bytes, count: int) -> None:
-        request = urllib.request.Request(self._url, data=body, headers=self._headers)
         why = ""
         for attempt in range(3):
             if attempt:
                 time.sleep(0.5 * attempt)
             try:
-                with self._opener.open(request, timeout=self._timeout) as answer:
-                    answer.read()
-                return
-            except urllib.error.HTTPError as exc:
-                why = f"HTTP {exc.code}"
-                if exc.code not in _RETRY_STATUSES:
-                    break
-            except (urllib.error.URLError, OSError) as exc:
+                status = self._post(body)
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
                 why = type(exc).__name__
+                continue
+            if 200 <= status < 300:
+                return
+            why = f"HTTP {status}"
+            if status not in _RETRY_STATUSES:
+                break
         # The collector's URL and headers are not logged: its headers may hold its key.
         log.warning("otlp: %d spans not exported to the collector (%s)", count, why)
         self.failed += count
+
+    def _post(self, body: bytes) -> int:
+        """POST one export on the kept-alive connection (no proxy: settings come from the
+        config, never from the environment); the answer's status."""
+        if self._conn is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = kind(self._host, self._port, timeout=self._timeout)
+        self._conn.request("POST", self._path, body=body, headers=self._headers)
+        answer = self._conn.getresponse()
+        answer.read()
+        if answer.will_close:
+            self._drop_connection()
+        return answer.status
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def shutdown(self) -> None:
         """Send what is queued and stop the thread."""
@@ -238,4 +261,6 @@ class SpanShipper:
         self._wake.set()
         self._thread.join(timeout=self._timeout)
         self.flush()
+        with self._lock:
+            self._drop_connection()
         atexit.unregister(self.shutdown)
