@@ -162,6 +162,6 @@ async def play_async(
                         line("agent", f"{event.say} Anything else?")
                         return t
         except TimeoutError:
-            pass
+            pass  # not cleared within the wait: the agent says so below
         line("agent", "It's still processing; you'll get a text as soon as it clears.")
     return t

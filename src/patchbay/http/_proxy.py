@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import ssl
 from collections.abc import Callable, Mapping
@@ -75,11 +76,9 @@ class _NoProxy:
             if entry == "*":
                 self.everything = True
                 continue
-            try:
+            with contextlib.suppress(ValueError):  # not an address or a network: a host name
                 self.nets.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
                 continue
-            except ValueError:
-                pass
             port: int | None = None
             if entry.startswith("["):  # [v6]:port
                 addr, _, rest = entry[1:].partition("]")

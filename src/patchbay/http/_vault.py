@@ -71,7 +71,7 @@ class VaultProvider:
             where = f"{self._spec.mount}/{path}"
             raise SecretError(f"secret vault:{name}: Vault has no secret at {where}") from None
         except hvac.exceptions.Forbidden:
-            pass
+            pass  # refused: handled below, by logging in again once
         # Refused: the token expired, was revoked or rotated; log in (or re-read it) once more.
         self._client = None
         if self._spec.token is not None:

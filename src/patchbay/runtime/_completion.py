@@ -21,6 +21,7 @@ per correlation value and tenant):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -145,11 +146,9 @@ class Completions:
                 left = deadline - time.monotonic()
                 if raw is not None or left <= 0:
                     break
-                try:
+                with contextlib.suppress(TimeoutError):  # the loop reads `:data` once more
                     async with asyncio.timeout(left):
                         await woke.wait()
-                except TimeoutError:
-                    pass
             if raw is None:
                 await self._store.set(f"{base}:wait", b"gone", ttl_s=KEEP_S)
                 raw = await self._store.get(f"{base}:data")  # came while it gave up
