@@ -2,7 +2,7 @@
 
 The spans and attributes follow the GenAI conventions for tool execution and the HTTP client
 conventions, exactly as `Tracing` sets them (see its module). A span is a small record until
-it ends, then one tuple handed to `SpanShipper`; the current tool span lives in a context
+it ends, then encoded and handed to `SpanShipper`; the current tool span lives in a context
 variable of patchbay's own, and the parent of a tool span is the current OpenTelemetry span
 (a caller's `traceparent` the gateway adopted, or the embedding application's own span).
 """
@@ -20,14 +20,24 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from patchbay.http._types import Request
-from patchbay.observe._otlp_export import Attrs, Scalar, SpanShipper
+from patchbay.observe._otlp_export import (
+    Attrs,
+    Scalar,
+    SpanShipper,
+    SpanTemplate,
+    encode_attribute,
+    encode_event,
+    encode_key,
+    encode_span,
+    encode_text_attribute,
+)
 from patchbay.observe._tracing import adopt_traceparent, release_traceparent
 
 __all__ = ["OtlpTracer"]
 
 _INTERNAL, _CLIENT = 1, 3
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_MAX_CACHED = 1024  # constant attribute sets kept (tools x endpoints), then built per span
+_MAX_CACHED = 1024  # templates kept (tools x endpoints), then built per span
 # Seeded from the OS (and again in a forked child): ids must not repeat across replicas.
 # Not SystemRandom: a system call per id costs more than the rest of a span.
 _ids = random.Random(os.urandom(32))
@@ -35,38 +45,65 @@ os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 _now = time.time_ns
 
 
+class _Repeated(dict[Scalar, bytes]):
+    """Encoded attributes whose values repeat (statuses, counts, error codes): each value
+    encoded once, looked up after; past `limit` values, the rest are encoded every time."""
+
+    __slots__ = ("_key", "_limit")
+
+    def __init__(self, key: str, limit: int = 256) -> None:
+        super().__init__()
+        self._key = key
+        self._limit = limit
+
+    def __missing__(self, value: Scalar) -> bytes:
+        found = encode_attribute(self._key, value)
+        if len(self) < self._limit:
+            self[value] = found
+        return found
+
+
+_STATUS = _Repeated("http.response.status_code", 600)
+_RESEND = _Repeated("http.request.resend_count", 32)
+_ATTEMPTS = _Repeated("patchbay.attempts", 32)
+_ERROR = _Repeated("error.type")
+_CACHED = encode_attribute("patchbay.cached", True)
+_TOOL_CALL_ID = encode_key("gen_ai.tool.call.id")
+_CONVERSATION_ID = encode_key("gen_ai.conversation.id")
+
+
 class _ToolSpan:
-    __slots__ = ("const", "ended", "events", "extra", "name", "parent", "span_id", "start",
+    __slots__ = ("ended", "events", "extra", "parent", "span_id", "start", "template",
                  "token", "trace_hex", "trace_id")  # fmt: skip
 
     def __init__(
-        self, trace_id: bytes, parent: bytes, name: str, const: Attrs, extra: list[Any]
+        self, trace_id: bytes, parent: bytes, template: SpanTemplate, extra: bytes
     ) -> None:
         self.trace_id = trace_id
         self.trace_hex = trace_id.hex()
-        self.span_id = _span_id()
+        self.span_id = (_ids.getrandbits(64) or 1).to_bytes(8, "big")
         self.parent = parent
-        self.name = name
-        self.const = const
-        self.extra: list[tuple[str, Scalar]] = extra
-        self.events: list[tuple[int, str, Attrs]] | None = None
+        self.template = template
+        self.extra = extra  # encoded attributes known at the start
+        self.events: list[bytes] | None = None  # encoded events
         self.start = _now()
         self.ended = False
         self.token: contextvars.Token[_ToolSpan | None] | None = None
 
 
 class _AttemptSpan:
-    __slots__ = ("const", "headers", "name", "parent", "resend", "span_id", "start", "trace_id")
+    __slots__ = ("headers", "parent", "resend", "span_id", "start", "template", "trace_id")
 
-    def __init__(self, trace_id: bytes, trace_hex: str, parent: bytes, name: str) -> None:
+    def __init__(
+        self, trace_id: bytes, trace_hex: str, parent: bytes, template: SpanTemplate, resend: int
+    ) -> None:
         self.trace_id = trace_id
-        self.span_id = _span_id()
+        self.span_id = span_id = (_ids.getrandbits(64) or 1).to_bytes(8, "big")
         self.parent = parent
-        self.name = name
-        self.const: Attrs = ()
-        self.resend = 0
+        self.template = template
+        self.resend = resend
         # sampled: patchbay records every span it starts
-        self.headers = {"traceparent": f"00-{trace_hex}-{self.span_id.hex()}-01"}
+        self.headers = {"traceparent": f"00-{trace_hex}-{span_id.hex()}-01"}
         self.start = _now()
 
 
@@ -75,31 +112,23 @@ _current: contextvars.ContextVar[_ToolSpan | None] = contextvars.ContextVar(
 )
 
 
-def _span_id() -> bytes:
-    return (_ids.getrandbits(64) or 1).to_bytes(8, "big")
-
-
-def _trace_id() -> bytes:
-    return (_ids.getrandbits(128) or 1).to_bytes(16, "big")
-
-
 def _parent() -> tuple[bytes, bytes]:
     """(trace id, parent span id) from the current OpenTelemetry span; a new trace if none."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         return context.trace_id.to_bytes(16, "big"), context.span_id.to_bytes(8, "big")
-    return _trace_id(), b""
+    return (_ids.getrandbits(128) or 1).to_bytes(16, "big"), b""
 
 
 class OtlpTracer:
-    """Records patchbay's spans and hands them, finished, to a `SpanShipper`."""
+    """Records patchbay's spans and hands them, finished and encoded, to a `SpanShipper`."""
 
     __slots__ = ("_endpoints", "_propagator", "_shipper", "_tools")
 
     def __init__(self, shipper: SpanShipper) -> None:
         self._shipper = shipper
-        self._tools: dict[tuple[str, str | None, str | None], Attrs] = {}
-        self._endpoints: dict[tuple[str, str, str, str, str], Attrs] = {}
+        self._tools: dict[tuple[str, str | None, str | None], SpanTemplate] = {}
+        self._endpoints: dict[tuple[str, str, str, str, str], SpanTemplate] = {}
         self._propagator = TraceContextTextMapPropagator()
 
     def start_tool(
@@ -113,18 +142,20 @@ class OtlpTracer:
     ) -> _ToolSpan:
         """Open `execute_tool {tool}` under the current context and make it current."""
         key = (tool, description, integration)
-        const = self._tools.get(key)
-        if const is None:
-            const = _tool_attributes(tool, description, integration)
+        template = self._tools.get(key)
+        if template is None:
+            template = SpanTemplate(
+                f"execute_tool {tool}", _INTERNAL, _tool_attributes(tool, description, integration)
+            )
             if len(self._tools) < _MAX_CACHED:
-                self._tools[key] = const
-        extra: list[tuple[str, Scalar]] = []
+                self._tools[key] = template
+        extra = b""
         if tool_call_id:
-            extra.append(("gen_ai.tool.call.id", tool_call_id))
+            extra = encode_text_attribute(_TOOL_CALL_ID, tool_call_id)
         if call_id:
-            extra.append(("gen_ai.conversation.id", call_id))
+            extra += encode_text_attribute(_CONVERSATION_ID, call_id)
         trace_id, parent = _parent()
-        span = _ToolSpan(trace_id, parent, f"execute_tool {tool}", const, extra)
+        span = _ToolSpan(trace_id, parent, template, extra)
         span.token = _current.set(span)
         return span
 
@@ -145,14 +176,16 @@ class OtlpTracer:
         handle.ended = True
         extra = handle.extra
         if attempts is not None:
-            extra.append(("patchbay.attempts", attempts))
+            extra += _ATTEMPTS[attempts]
         if cached:
-            extra.append(("patchbay.cached", True))
+            extra += _CACHED
         if error_type is not None:
-            extra.append(("error.type", error_type))
+            extra += _ERROR[error_type]
+        if events:
+            extra += b"".join(events)
         self._shipper.add(
-            (handle.trace_id, handle.span_id, handle.parent, handle.name, _INTERNAL,
-             handle.start, _now(), handle.const, extra, events, error_type is not None)
+            encode_span(handle.trace_id, handle.span_id, handle.parent, handle.template,
+                        handle.start, _now(), extra, error_type is not None)
         )  # fmt: skip
 
     def start_attempt(self, request: Request, resend_count: int) -> _AttemptSpan:
@@ -163,28 +196,25 @@ class OtlpTracer:
         else:  # a request outside a tool call: under whatever is current
             trace_id, parent = _parent()
             trace_hex = trace_id.hex()
-        span = _AttemptSpan(
-            trace_id, trace_hex, parent, f"{request.method} {request.path_template}"
-        )
         scheme, _, netloc = request.url.split("/", 3)[:3]
         key = (request.integration, request.method, request.path_template, scheme, netloc)
-        const = self._endpoints.get(key)
-        if const is None:
-            const = _endpoint_attributes(request, scheme.rstrip(":"), netloc)
+        template = self._endpoints.get(key)
+        if template is None:
+            template = SpanTemplate(
+                f"{request.method} {request.path_template}",
+                _CLIENT,
+                _endpoint_attributes(request, scheme.rstrip(":"), netloc),
+            )
             if len(self._endpoints) < _MAX_CACHED:
-                self._endpoints[key] = const
-        span.const = const
-        span.resend = resend_count
-        return span
+                self._endpoints[key] = template
+        return _AttemptSpan(trace_id, trace_hex, parent, template, resend_count)
 
     def end_attempt(self, handle: _AttemptSpan, status: int | None, outcome: str) -> None:
         """Close an attempt's span with its status, or why no answer came."""
-        extra: list[tuple[str, Scalar]] = []
-        if handle.resend > 0:
-            extra.append(("http.request.resend_count", handle.resend))
+        extra = _RESEND[handle.resend] if handle.resend > 0 else b""
         error_type: str | None = None
         if status is not None:
-            extra.append(("http.response.status_code", status))
+            extra += _STATUS[status]
             if status >= 400:
                 error_type = str(status)
         if outcome != "ok" and not outcome.startswith("http_"):
@@ -192,10 +222,10 @@ class OtlpTracer:
         elif status is None:
             error_type = "cancelled"  # no answer and no failure: the call was cancelled
         if error_type is not None:
-            extra.append(("error.type", error_type))
+            extra += _ERROR[error_type]
         self._shipper.add(
-            (handle.trace_id, handle.span_id, handle.parent, handle.name, _CLIENT,
-             handle.start, _now(), handle.const, extra, None, error_type is not None)
+            encode_span(handle.trace_id, handle.span_id, handle.parent, handle.template,
+                        handle.start, _now(), extra, error_type is not None)
         )  # fmt: skip
 
     def event(self, name: str, attempt: int | None, extra: Mapping[str, Any]) -> None:
@@ -212,7 +242,7 @@ class OtlpTracer:
             attrs.append(("patchbay.attempt", attempt))
         if tool.events is None:
             tool.events = []
-        tool.events.append((_now(), name, tuple(attrs)))
+        tool.events.append(encode_event(_now(), name, attrs))
 
     def adopt(self, headers: Mapping[str, str]) -> object | None:
         """Make a caller's W3C `traceparent` the current parent; a token for `release`."""
