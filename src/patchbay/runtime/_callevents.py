@@ -35,7 +35,10 @@ MAX_EVENTS = 200  # per call: older events are dropped as new ones come
 EVENTS_TTL_S = CALL_STATE_TTL_S
 # The id counter outlives the events, so ids never restart while old events may remain.
 _COUNTER_TTL_S = 2 * CALL_STATE_TTL_S
-_GAP_WAIT_S = 0.25  # how long an id missing between two delivered ones is waited for
+# How long an id missing between two delivered ones is waited for before it is skipped as
+# never stored (its publisher died between taking the id and storing the event). Long enough
+# for a store write on a loaded replica: a skipped id that then lands is lost to the stream.
+_GAP_WAIT_S = 1.0
 _MAX_KNOWN = 10_000  # calls this replica remembers marking live
 
 _LIVE = b"live"
