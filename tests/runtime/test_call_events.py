@@ -272,6 +272,30 @@ async def test_events_arriving_out_of_order_are_handed_over_in_id_order() -> Non
     await stream.aclose()
 
 
+async def test_a_later_id_stored_first_waits_for_the_earlier_one_in_the_replay() -> None:
+    store = MemoryStore()
+    events = CallEvents(store)
+    notifier = notifier_for(store)
+    # Two publishers took ids 1 and 2; the second stored its event first, and a follower
+    # subscribes in between: its replay of the log must not hand 2 over (and lose 1).
+    texts = {}
+    for n in (1, 2):
+        event = CallEvent(str(n), "webhook", f"e{n}", None, {}, "c-race", None)
+        texts[n] = json.dumps(event.to_dict()).encode()
+    await store.set("callev:c-race:seq", b"2")
+    await store.set("callev:c-race:2", texts[2])
+    stream = events.stream("c-race", None)
+    first = asyncio.ensure_future(stream.__anext__())
+    for _ in range(5):
+        await asyncio.sleep(0)  # subscribed, the log read: only 2 is there
+    assert not first.done(), "2 waits for 1"
+    await store.set("callev:c-race:1", texts[1])
+    await notifier.publish("callev:c-race", b"E" + texts[1])
+    assert (await asyncio.wait_for(first, 5)).id == "1"
+    assert (await asyncio.wait_for(stream.__anext__(), 5)).id == "2"
+    await stream.aclose()
+
+
 async def test_an_id_that_never_got_stored_is_skipped_not_waited_for_forever() -> None:
     store = MemoryStore()
     events = CallEvents(store)

@@ -183,10 +183,14 @@ class CallEvents:
 
     async def stored(self, call_id: str, tenant: str | None, after: int = 0) -> list[CallEvent]:
         """The call's stored events after id `after`, oldest first."""
-        scope = _scope(call_id, tenant)
+        return (await self._window(_scope(call_id, tenant), after))[1]
+
+    async def _window(self, scope: str, after: int) -> tuple[int, list[CallEvent]]:
+        """The first id the log can still hold after `after`, and the stored events from it."""
         raw = await self._store.get(f"{scope}:seq")
         last = int(raw) if raw else 0
-        return await self._read(scope, max(after + 1, last - MAX_EVENTS + 1), last)
+        first = max(after + 1, last - MAX_EVENTS + 1)
+        return first, await self._read(scope, first, last)
 
     async def _read(self, scope: str, first: int, last: int) -> list[CallEvent]:
         if last < first:
@@ -210,13 +214,18 @@ class CallEvents:
         )
         try:
             ended = await self._store.get(f"{scope}:live") == _ENDED
-            last = after
-            for found in await self.stored(call_id, tenant, after):
-                last = int(found.id)
-                yield found
+            first, found_events = await self._window(scope, after)
             if ended:
+                for found in found_events:
+                    yield found
                 return
-            waiting: dict[int, CallEvent] = {}  # arrived ahead of an id not seen yet
+            # Stored ahead of an id not seen yet: two publishers took ids 5 and 6 and 6 was
+            # stored first. They wait for the missing id like events delivered out of order.
+            waiting: dict[int, CallEvent] = {int(e.id): e for e in found_events}
+            last = first - 1  # older ids are gone from the log (it keeps the last ones only)
+            while last + 1 in waiting:
+                last += 1
+                yield waiting.pop(last)
             gap_until = 0.0  # when an open gap is given up on and the log read
             while True:
                 gave_up = False
