@@ -44,7 +44,6 @@ _TIMES = struct.Struct("<BQBQ").pack
 _EVENT_TIME = struct.Struct("<BQ").pack  # Span.Event.time_unix_nano (1), fixed64
 _ERROR_STATUS = b"\x7a\x02\x18\x02"  # Span.status (15) = Status{code (3): STATUS_CODE_ERROR}
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_INTERNAL, _CLIENT = 1, 3  # Span.SpanKind
 
 
 def _varint(n: int) -> bytes:
