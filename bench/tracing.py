@@ -1,12 +1,13 @@
 """The cost of OpenTelemetry tracing: the example lookup at 64 in flight, traced against not.
 
-Both runtimes run the same config against the same billing API (a separate process) in the
-same rounds, interleaved. The traced one exports every span (one `execute_tool` and two client
-spans per lookup) through the SDK's batch processor and OTLP/HTTP exporter to a receiver in
-another process, which decodes and counts them: a rate bought by dropping spans would show.
-A third runtime sends the same spans through the OpenTelemetry SDK (`Tracing(provider)` with
-its batch span processor and OTLP/HTTP exporter), for comparison.
-"""
+Both runtimes run the same config against the same billing API (a separate process). The
+traced one exports every span (one `execute_tool` and two client spans per lookup) through
+patchbay's OTLP/HTTP exporter to a receiver in another process, which counts them (decoding
+outside the timed rounds): a rate bought by dropping spans would show. Traced and untraced
+rounds alternate, each side's export is timed in its own round, and the ratio printed is the
+median of each round's traced rate over the same round's untraced rate. A third runtime sends
+the same spans through the OpenTelemetry SDK (`Tracing(provider)` with its batch span
+processor and OTLP/HTTP exporter), for comparison."""
 
 from __future__ import annotations
 
