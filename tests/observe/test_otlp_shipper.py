@@ -19,10 +19,8 @@ from patchbay.observe._otlp_export import (
     SpanTemplate,
     encode_attribute,
     encode_event,
-    encode_key,
     encode_request,
     encode_span,
-    encode_text_attribute,
 )
 
 from .otel_support import OtlpReceiver, attrs
@@ -99,7 +97,7 @@ async def test_what_is_encoded_is_what_a_receiver_decodes(receiver: OtlpReceiver
     )
     trace_id, span_id, parent = os.urandom(16), os.urandom(8), os.urandom(8)
     extra = (
-        encode_text_attribute(encode_key("gen_ai.conversation.id"), "call-✓-1")
+        encode_attribute("gen_ai.conversation.id", "call-✓-1")
         + encode_attribute("patchbay.attempts", -3)
         + encode_attribute("patchbay.cached", False)
         + encode_event(1_500, "retry", (("patchbay.delay_s", 0.25), ("patchbay.attempt", 2)))

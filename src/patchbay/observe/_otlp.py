@@ -27,9 +27,7 @@ from patchbay.observe._otlp_export import (
     SpanTemplate,
     encode_attribute,
     encode_event,
-    encode_key,
     encode_span,
-    encode_text_attribute,
 )
 from patchbay.observe._tracing import adopt_traceparent, release_traceparent
 
@@ -68,8 +66,10 @@ _RESEND = _Repeated("http.request.resend_count", 32)
 _ATTEMPTS = _Repeated("patchbay.attempts", 32)
 _ERROR = _Repeated("error.type")
 _CACHED = encode_attribute("patchbay.cached", True)
-_TOOL_CALL_ID = encode_key("gen_ai.tool.call.id")
-_CONVERSATION_ID = encode_key("gen_ai.conversation.id")
+
+
+def _span_id() -> bytes:
+    return (_ids.getrandbits(64) or 1).to_bytes(8, "big")
 
 
 class _ToolSpan:
@@ -81,7 +81,7 @@ class _ToolSpan:
     ) -> None:
         self.trace_id = trace_id
         self.trace_hex = trace_id.hex()
-        self.span_id = (_ids.getrandbits(64) or 1).to_bytes(8, "big")
+        self.span_id = _span_id()
         self.parent = parent
         self.template = template
         self.extra = extra  # encoded attributes known at the start
@@ -98,7 +98,7 @@ class _AttemptSpan:
         self, trace_id: bytes, trace_hex: str, parent: bytes, template: SpanTemplate, resend: int
     ) -> None:
         self.trace_id = trace_id
-        self.span_id = span_id = (_ids.getrandbits(64) or 1).to_bytes(8, "big")
+        self.span_id = span_id = _span_id()
         self.parent = parent
         self.template = template
         self.resend = resend
@@ -117,7 +117,7 @@ def _parent() -> tuple[bytes, bytes]:
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         return context.trace_id.to_bytes(16, "big"), context.span_id.to_bytes(8, "big")
-    return (_ids.getrandbits(128) or 1).to_bytes(16, "big"), b""
+    return (_ids.getrandbits(128) or 1).to_bytes(16, "big"), b""  # a new trace
 
 
 class OtlpTracer:
@@ -151,9 +151,9 @@ class OtlpTracer:
                 self._tools[key] = template
         extra = b""
         if tool_call_id:
-            extra = encode_text_attribute(_TOOL_CALL_ID, tool_call_id)
+            extra = encode_attribute("gen_ai.tool.call.id", tool_call_id)
         if call_id:
-            extra += encode_text_attribute(_CONVERSATION_ID, call_id)
+            extra += encode_attribute("gen_ai.conversation.id", call_id)
         trace_id, parent = _parent()
         span = _ToolSpan(trace_id, parent, template, extra)
         span.token = _current.set(span)

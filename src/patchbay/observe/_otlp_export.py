@@ -27,10 +27,8 @@ __all__ = [
     "SpanTemplate",
     "encode_attribute",
     "encode_event",
-    "encode_key",
     "encode_request",
     "encode_span",
-    "encode_text_attribute",
 ]
 
 log = logging.getLogger("patchbay.observe")
@@ -94,19 +92,6 @@ def _attributes(tag: bytes, attrs: Sequence[tuple[str, Scalar]]) -> bytes:
 def encode_attribute(key: str, value: Scalar) -> bytes:
     """One span attribute (Span.attributes, field 9), encoded."""
     return _field(b"\x4a", _key_value(key, value))
-
-
-def encode_key(key: str) -> bytes:
-    """An attribute's key, encoded once for `encode_text_attribute`."""
-    return _field(b"\x0a", _text(key))
-
-
-def encode_text_attribute(key: bytes, value: str) -> bytes:
-    """A string attribute (as `encode_attribute`) whose key came from `encode_key`."""
-    text = value.encode("utf-8", "replace")
-    any_value = b"\x0a" + _length(len(text)) + text
-    pair = key + b"\x12" + _length(len(any_value)) + any_value
-    return b"\x4a" + _length(len(pair)) + pair
 
 
 def encode_event(at: int, name: str, attrs: Sequence[tuple[str, Scalar]]) -> bytes:
