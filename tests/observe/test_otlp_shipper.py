@@ -21,6 +21,7 @@ from patchbay.observe._otlp_export import (
     encode_event,
     encode_request,
     encode_span,
+    span_ids,
 )
 
 from .otel_support import OtlpReceiver, attrs
@@ -36,7 +37,7 @@ async def receiver() -> AsyncIterator[OtlpReceiver]:
 
 def _span(n: int) -> bytes:
     trace_id, span_id = os.urandom(16), n.to_bytes(8, "big")
-    return encode_span(trace_id, span_id, b"", TEMPLATE, 1_000 + n, 2_000 + n, b"", False)
+    return encode_span(span_ids(trace_id, b""), span_id, TEMPLATE, 1_000 + n, 2_000 + n, b"", False)
 
 
 async def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -102,7 +103,7 @@ async def test_what_is_encoded_is_what_a_receiver_decodes(receiver: OtlpReceiver
         + encode_attribute("patchbay.cached", False)
         + encode_event(1_500, "retry", (("patchbay.delay_s", 0.25), ("patchbay.attempt", 2)))
     )
-    span = encode_span(trace_id, span_id, parent, template, 1_000, 2_000, extra, True)
+    span = encode_span(span_ids(trace_id, parent), span_id, template, 1_000, 2_000, extra, True)
     shipper = SpanShipper(f"{receiver.url}/v1/traces", {"x-key": "k"}, {"service.name": "t"}, "9")
     try:
         shipper.add(span)

@@ -13,9 +13,12 @@ import contextvars
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
+import msgspec
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -28,8 +31,10 @@ from patchbay.observe._otlp_export import (
     encode_attribute,
     encode_event,
     encode_span,
+    length_prefix,
+    span_ids,
 )
-from patchbay.observe._tracing import adopt_traceparent, release_traceparent
+from patchbay.observe._tracing import adopt_traceparent, attempt_error, release_traceparent
 
 __all__ = ["OtlpTracer"]
 
@@ -40,7 +45,12 @@ _MAX_CACHED = 1024  # templates kept (tools x endpoints), then built per span
 # Not SystemRandom: a system call per id costs more than the rest of a span.
 _ids = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+_random = _ids.getrandbits
 _now = time.time_ns
+# The key OpenTelemetry keeps the current span under, found through its public API: one
+# lookup in the current context instead of the four calls of `trace.get_current_span`.
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())))
+_otel_context = otel_context.get_current
 
 
 class _Repeated(dict[Scalar, bytes]):
@@ -61,50 +71,52 @@ class _Repeated(dict[Scalar, bytes]):
         return found
 
 
+def _text_attribute(key: str) -> Callable[[str], bytes]:
+    """An encoder of one string attribute whose key is fixed (ids, a new value each call):
+    the key encoded once."""
+    head = b"\x0a" + length_prefix(len(key.encode())) + key.encode() + b"\x12"
+
+    def encode(value: str) -> bytes:
+        text = value.encode("utf-8", "replace")
+        any_value = b"\x0a" + length_prefix(len(text)) + text
+        pair = head + length_prefix(len(any_value)) + any_value
+        return b"\x4a" + length_prefix(len(pair)) + pair
+
+    return encode
+
+
 _STATUS = _Repeated("http.response.status_code", 600)
 _RESEND = _Repeated("http.request.resend_count", 32)
 _ATTEMPTS = _Repeated("patchbay.attempts", 32)
 _ERROR = _Repeated("error.type")
 _CACHED = encode_attribute("patchbay.cached", True)
+_TOOL_CALL_ID = _text_attribute("gen_ai.tool.call.id")
+_CONVERSATION_ID = _text_attribute("gen_ai.conversation.id")
 
 
-def _span_id() -> bytes:
-    return (_ids.getrandbits(64) or 1).to_bytes(8, "big")
+# Spans are msgspec structs outside the garbage collector, built without a Python-level
+# __init__: at 64 calls in flight the collector's passes and frames cost more than the spans.
+# None holds a reference back to itself (the token is dropped when the span ends).
+class _ToolSpan(msgspec.Struct, gc=False):
+    ids: bytes  # encoded trace and parent ids (`span_ids`)
+    span_id: bytes
+    child_ids: bytes  # the ids of its attempts' spans: this trace, this span as parent
+    traceparent: str  # "00-{trace id}-" for its attempts' `traceparent`
+    template: SpanTemplate
+    extra: bytes  # encoded attributes known at the start
+    start: int
+    events: list[bytes] | None = None  # encoded events
+    ended: bool = False
+    token: contextvars.Token[_ToolSpan | None] | None = None
 
 
-class _ToolSpan:
-    __slots__ = ("ended", "events", "extra", "parent", "span_id", "start", "template",
-                 "token", "trace_hex", "trace_id")  # fmt: skip
-
-    def __init__(
-        self, trace_id: bytes, parent: bytes, template: SpanTemplate, extra: bytes
-    ) -> None:
-        self.trace_id = trace_id
-        self.trace_hex = trace_id.hex()
-        self.span_id = _span_id()
-        self.parent = parent
-        self.template = template
-        self.extra = extra  # encoded attributes known at the start
-        self.events: list[bytes] | None = None  # encoded events
-        self.start = _now()
-        self.ended = False
-        self.token: contextvars.Token[_ToolSpan | None] | None = None
-
-
-class _AttemptSpan:
-    __slots__ = ("headers", "parent", "resend", "span_id", "start", "template", "trace_id")
-
-    def __init__(
-        self, trace_id: bytes, trace_hex: str, parent: bytes, template: SpanTemplate, resend: int
-    ) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id = _span_id()
-        self.parent = parent
-        self.template = template
-        self.resend = resend
-        # sampled: patchbay records every span it starts
-        self.headers = {"traceparent": f"00-{trace_hex}-{span_id.hex()}-01"}
-        self.start = _now()
+class _AttemptSpan(msgspec.Struct, gc=False):
+    ids: bytes
+    span_id: bytes
+    template: SpanTemplate
+    resend: int
+    headers: dict[str, str]  # its W3C `traceparent`, sent upstream
+    start: int
 
 
 _current: contextvars.ContextVar[_ToolSpan | None] = contextvars.ContextVar(
@@ -112,12 +124,16 @@ _current: contextvars.ContextVar[_ToolSpan | None] = contextvars.ContextVar(
 )
 
 
-def _parent() -> tuple[bytes, bytes]:
-    """(trace id, parent span id) from the current OpenTelemetry span; a new trace if none."""
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        return context.trace_id.to_bytes(16, "big"), context.span_id.to_bytes(8, "big")
-    return (_ids.getrandbits(128) or 1).to_bytes(16, "big"), b""  # a new trace
+def _trace() -> tuple[bytes, bytes]:
+    """(trace id, encoded ids) under the current OpenTelemetry span; a new trace if none."""
+    span: trace.Span | None = _otel_context().get(_SPAN_KEY)  # type: ignore[assignment]
+    if span is not None:
+        context = span.get_span_context()
+        if context.is_valid:
+            trace_id = context.trace_id.to_bytes(16, "big")
+            return trace_id, span_ids(trace_id, context.span_id.to_bytes(8, "big"))
+    trace_id = (_random(128) or 1).to_bytes(16, "big")
+    return trace_id, span_ids(trace_id, b"")
 
 
 class OtlpTracer:
@@ -128,7 +144,7 @@ class OtlpTracer:
     def __init__(self, shipper: SpanShipper) -> None:
         self._shipper = shipper
         self._tools: dict[tuple[str, str | None, str | None], SpanTemplate] = {}
-        self._endpoints: dict[tuple[str, str, str, str, str], SpanTemplate] = {}
+        self._endpoints: dict[tuple[str, str, str, str], SpanTemplate] = {}
         self._propagator = TraceContextTextMapPropagator()
 
     def start_tool(
@@ -149,13 +165,15 @@ class OtlpTracer:
             )
             if len(self._tools) < _MAX_CACHED:
                 self._tools[key] = template
-        extra = b""
-        if tool_call_id:
-            extra = encode_attribute("gen_ai.tool.call.id", tool_call_id)
+        extra = _TOOL_CALL_ID(tool_call_id) if tool_call_id else b""
         if call_id:
-            extra += encode_attribute("gen_ai.conversation.id", call_id)
-        trace_id, parent = _parent()
-        span = _ToolSpan(trace_id, parent, template, extra)
+            extra += _CONVERSATION_ID(call_id)
+        trace_id, ids = _trace()
+        span_id = (_random(64) or 1).to_bytes(8, "big")
+        span = _ToolSpan(
+            ids, span_id, span_ids(trace_id, span_id), f"00-{trace_id.hex()}-", template, extra,
+            _now(),
+        )  # fmt: skip
         span.token = _current.set(span)
         return span
 
@@ -184,48 +202,43 @@ class OtlpTracer:
         if events:
             extra += b"".join(events)
         self._shipper.add(
-            encode_span(handle.trace_id, handle.span_id, handle.parent, handle.template,
-                        handle.start, _now(), extra, error_type is not None)
+            encode_span(handle.ids, handle.span_id, handle.template, handle.start, _now(), extra,
+                        error_type is not None)
         )  # fmt: skip
 
     def start_attempt(self, request: Request, resend_count: int) -> _AttemptSpan:
         """Open the client span of one attempt, a child of the current tool span."""
-        tool = _current.get()
-        if tool is not None:
-            trace_id, trace_hex, parent = tool.trace_id, tool.trace_hex, tool.span_id
-        else:  # a request outside a tool call: under whatever is current
-            trace_id, parent = _parent()
-            trace_hex = trace_id.hex()
-        scheme, _, netloc = request.url.split("/", 3)[:3]
-        key = (request.integration, request.method, request.path_template, scheme, netloc)
+        url = request.url
+        end = url.find("/", url.find("//") + 2)  # the scheme and host: templates are per origin
+        origin = url[:end] if end > 0 else url
+        key = (request.integration, request.method, request.path_template, origin)
         template = self._endpoints.get(key)
         if template is None:
             template = SpanTemplate(
-                f"{request.method} {request.path_template}",
-                _CLIENT,
-                _endpoint_attributes(request, scheme.rstrip(":"), netloc),
+                f"{request.method} {request.path_template}", _CLIENT, _endpoint_attributes(request)
             )
             if len(self._endpoints) < _MAX_CACHED:
                 self._endpoints[key] = template
-        return _AttemptSpan(trace_id, trace_hex, parent, template, resend_count)
+        tool = _current.get()
+        if tool is not None:
+            ids, traceparent = tool.child_ids, tool.traceparent
+        else:  # a request outside a tool call: under whatever is current
+            trace_id, ids = _trace()
+            traceparent = f"00-{trace_id.hex()}-"
+        span_id = (_random(64) or 1).to_bytes(8, "big")
+        # sampled ("-01"): patchbay records every span it starts
+        headers = {"traceparent": f"{traceparent}{span_id.hex()}-01"}
+        return _AttemptSpan(ids, span_id, template, resend_count, headers, _now())
 
     def end_attempt(self, handle: _AttemptSpan, status: int | None, outcome: str) -> None:
         """Close an attempt's span with its status, or why no answer came."""
-        extra = _RESEND[handle.resend] if handle.resend > 0 else b""
-        error_type: str | None = None
-        if status is not None:
-            extra += _STATUS[status]
-            if status >= 400:
-                error_type = str(status)
-        if outcome != "ok" and not outcome.startswith("http_"):
-            error_type = outcome
-        elif status is None:
-            error_type = "cancelled"  # no answer and no failure: the call was cancelled
-        if error_type is not None:
-            extra += _ERROR[error_type]
+        if outcome == "ok" and status is not None and status < 400 and not handle.resend:
+            extra, error_type = _STATUS[status], None  # the usual answer
+        else:
+            extra, error_type = _failed_attempt(handle.resend, status, outcome)
         self._shipper.add(
-            encode_span(handle.trace_id, handle.span_id, handle.parent, handle.template,
-                        handle.start, _now(), extra, error_type is not None)
+            encode_span(handle.ids, handle.span_id, handle.template, handle.start, _now(), extra,
+                        error_type is not None)
         )  # fmt: skip
 
     def event(self, name: str, attempt: int | None, extra: Mapping[str, Any]) -> None:
@@ -253,6 +266,17 @@ class OtlpTracer:
         release_traceparent(token)
 
 
+def _failed_attempt(resend: int, status: int | None, outcome: str) -> tuple[bytes, str | None]:
+    """The encoded attributes of an attempt resent, failed or cancelled, and its error type."""
+    extra = _RESEND[resend] if resend > 0 else b""
+    if status is not None:
+        extra += _STATUS[status]
+    error_type = attempt_error(status, outcome)
+    if error_type is not None:
+        extra += _ERROR[error_type]
+    return extra, error_type
+
+
 def _tool_attributes(tool: str, description: str | None, integration: str | None) -> Attrs:
     attrs: list[tuple[str, Scalar]] = [
         ("gen_ai.operation.name", "execute_tool"),
@@ -266,8 +290,10 @@ def _tool_attributes(tool: str, description: str | None, integration: str | None
     return tuple(attrs)
 
 
-def _endpoint_attributes(request: Request, scheme: str, netloc: str) -> Attrs:
-    host, port = _host_port(netloc.rpartition("@")[2], scheme)
+def _endpoint_attributes(request: Request) -> Attrs:
+    parts = urlsplit(request.url)
+    scheme = parts.scheme
+    host, port = _host_port(parts.netloc.rpartition("@")[2], scheme)
     attrs: list[tuple[str, Scalar]] = [
         ("http.request.method", request.method),
         ("url.template", request.path_template),

@@ -29,6 +29,8 @@ __all__ = [
     "encode_event",
     "encode_request",
     "encode_span",
+    "length_prefix",
+    "span_ids",
 ]
 
 log = logging.getLogger("patchbay.observe")
@@ -37,8 +39,8 @@ Scalar = str | bool | int | float
 Attrs = tuple[tuple[str, Scalar], ...]
 
 _D = struct.Struct("<d").pack
-# start_time_unix_nano (7) and end_time_unix_nano (8), both fixed64, in one call
-_TIMES = struct.Struct("<BQBQ").pack
+# span_id (2, 8 bytes), start_time_unix_nano (7) and end_time_unix_nano (8), in one call
+_ID_TIMES = struct.Struct("<BB8sBQBQ").pack
 _EVENT_TIME = struct.Struct("<BQ").pack  # Span.Event.time_unix_nano (1), fixed64
 _ERROR_STATUS = b"\x7a\x02\x18\x02"  # Span.status (15) = Status{code (3): STATUS_CODE_ERROR}
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -59,13 +61,14 @@ def _varint(n: int) -> bytes:
 _LENGTHS = [_varint(n) for n in range(4096)]
 
 
-def _length(n: int) -> bytes:
+def length_prefix(n: int) -> bytes:
+    """The varint length prefix of an n-byte length-delimited field."""
     return _LENGTHS[n] if n < 4096 else _varint(n)
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: its tag, the payload's length, the payload."""
-    return tag + _length(len(payload)) + payload
+    return tag + length_prefix(len(payload)) + payload
 
 
 def _text(value: str) -> bytes:
@@ -103,19 +106,24 @@ def encode_event(at: int, name: str, attrs: Sequence[tuple[str, Scalar]]) -> byt
 
 class SpanTemplate:
     """What every span of one tool or one endpoint shares (name, kind and the attributes that
-    never change), encoded once."""
+    never change), encoded once (protobuf readers take fields in any order)."""
 
-    __slots__ = ("attributes", "head")
+    __slots__ = ("fixed",)
 
     def __init__(self, name: str, kind: int, attributes: Attrs) -> None:
-        self.head = _field(b"\x2a", _text(name)) + b"\x30" + _varint(kind)
-        self.attributes = _attributes(b"\x4a", attributes)
+        head = _field(b"\x2a", _text(name)) + b"\x30" + _varint(kind)
+        self.fixed = head + _attributes(b"\x4a", attributes)
+
+
+def span_ids(trace_id: bytes, parent: bytes) -> bytes:
+    """The encoded trace id (16 bytes) and parent span id (8 bytes, b"" for a root) that spans
+    of one trace under one parent share (`encode_span`'s `ids`)."""
+    return b"\x0a\x10" + trace_id + (b"\x22\x08" + parent if parent else b"")
 
 
 def encode_span(
-    trace_id: bytes,
+    ids: bytes,
     span_id: bytes,
-    parent: bytes,
     template: SpanTemplate,
     start: int,
     end: int,
@@ -124,24 +132,13 @@ def encode_span(
 ) -> bytes:
     """A finished span as a ScopeSpans.spans field (2), ready to batch.
 
-    `trace_id` is 16 bytes, `span_id` and `parent` 8 (b"" for a root); `extra` is encoded
-    attributes and events (`encode_attribute`, `encode_event`); `error`: status ERROR.
+    `ids` is from `span_ids`, `span_id` 8 bytes; `extra` is encoded attributes and events
+    (`encode_attribute`, `encode_event`); `error`: status ERROR.
     """
-    body = b"".join(
-        (
-            b"\x0a\x10",
-            trace_id,
-            b"\x12\x08",
-            span_id,
-            b"\x22\x08" + parent if parent else b"",
-            template.head,
-            _TIMES(0x39, start, 0x41, end),
-            template.attributes,
-            extra,
-            _ERROR_STATUS if error else b"",
-        )
-    )
-    return b"\x12" + _length(len(body)) + body
+    body = ids + _ID_TIMES(0x12, 8, span_id, 0x39, start, 0x41, end) + template.fixed + extra
+    if error:
+        body += _ERROR_STATUS
+    return b"\x12" + length_prefix(len(body)) + body
 
 
 class _Encoder:

@@ -31,6 +31,7 @@ __all__ = [
     "ToolSpan",
     "Tracing",
     "adopt_traceparent",
+    "attempt_error",
     "release_traceparent",
 ]
 
@@ -155,15 +156,9 @@ class Tracing:
         """
         span = handle.span
         if span.is_recording():
-            error_type: str | None = None
             if status is not None:
                 span.set_attribute("http.response.status_code", status)
-                if status >= 400:
-                    error_type = str(status)
-            if outcome != "ok" and not outcome.startswith("http_"):
-                error_type = outcome
-            elif status is None:
-                error_type = "cancelled"  # no answer and no failure: the call was cancelled
+            error_type = attempt_error(status, outcome)
             if error_type is not None:
                 span.set_attribute("error.type", error_type)
                 span.set_status(StatusCode.ERROR)
@@ -195,6 +190,15 @@ class Tracing:
     def release(self, token: object | None) -> None:
         """Undo `adopt` (a None token is nothing to undo)."""
         release_traceparent(token)
+
+
+def attempt_error(status: int | None, outcome: str) -> str | None:
+    """An attempt's `error.type`: why no answer came, else its status from 400 up."""
+    if outcome != "ok" and not outcome.startswith("http_"):
+        return outcome  # timeout, network_error, too_large
+    if status is None:
+        return "cancelled"  # no answer and no failure: the call was cancelled
+    return str(status) if status >= 400 else None
 
 
 def adopt_traceparent(
