@@ -210,6 +210,14 @@ async def test_serve_exports_traces_to_the_configured_collector(
             "observe.otlp.headers.x-key",
         ),
         ("  audit: {path: a.jsonl, key: env:NOT_SET_ANYWHERE}", "observe.audit.key"),
+        (
+            "  otlp: {endpoint: 'http://127.0.0.1:4318', headers: {'x key': env:BILLING_API_KEY}}",
+            "header 'x key' is not a valid HTTP header name",
+        ),
+        (
+            "  otlp: {endpoint: 'http://127.0.0.1:4318', headers: {Host: env:BILLING_API_KEY}}",
+            "header 'Host' is set by the exporter itself",
+        ),
     ],
 )
 def test_validate_refuses_a_bad_observe_block(tmp_path: Path, block: str, words: str) -> None:
@@ -333,3 +341,20 @@ def test_call_says_prometheus_without_a_path_publishes_nothing(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ok"] is True
     assert "observe.prometheus: this command serves no /metrics" in result.stderr
+
+
+def test_a_collector_header_value_that_would_split_the_request_stops_the_command(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, _otlp("http://127.0.0.1:4318"))
+    smuggled = "k3y\r\nX-Smuggled: 1"
+    args = ["--args", '{"phone": "555-123-4567"}', "-c", str(config)]
+    result = CliRunner().invoke(
+        app,
+        ["call", "lookup_customer_invoices", *args],
+        env={"BILLING_API_KEY": "k", "COLLECTOR_KEY": smuggled},
+    )
+    assert result.exit_code == 2, result.output
+    assert "x-collector-key" in result.stderr and "control character" in result.stderr
+    assert "X-Smuggled" not in result.output and "k3y" not in result.output
+    assert "Traceback" not in result.output

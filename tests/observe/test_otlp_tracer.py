@@ -6,6 +6,7 @@ span), ids and `traceparent` agree, and the parent is whatever is current.
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -104,3 +105,19 @@ def test_spans_join_the_current_opentelemetry_span() -> None:
     assert root.trace_id == lone.trace_id == (0x1234).to_bytes(16, "big")
     assert root.parent_span_id == lone.parent_span_id == (0x5678).to_bytes(8, "big")
     assert sent.split("-")[1] == f"{0x1234:032x}"
+
+
+@pytest.mark.parametrize(
+    "call_id",
+    ["c", "%s%c-ünï-✓", "x" * 99, "y" * 100, "z" * 102, "z" * 103, "w" * 5000, "\ud800-lone"],
+)
+def test_ids_of_any_length_arrive_as_sent(call_id: str) -> None:
+    shipper = _Kept()
+    tracer = OtlpTracer(shipper)
+    tool = tracer.start_tool("lookup", description=None, call_id=call_id, tool_call_id=call_id,
+                             integration=None)  # fmt: skip
+    tracer.end_tool(tool, error_type=None)
+    (root,) = shipper.spans()
+    sent = call_id.encode("utf-8", "replace").decode()  # a lone surrogate cannot be sent
+    assert attrs(root)["gen_ai.conversation.id"] == sent
+    assert attrs(root)["gen_ai.tool.call.id"] == sent

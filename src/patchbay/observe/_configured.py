@@ -256,10 +256,13 @@ async def otlp_from_config(spec: ObserveSpec, resolve: ResolveRef) -> OtlpObserv
     if not otel_installed():
         raise ConfigError(OTEL_MISSING)
     headers = {name: await resolve(ref) for name, ref in otlp.headers.items()}
-    return otlp_observer(
-        otlp.endpoint,
-        traces=otlp.traces,
-        metrics=otlp.metrics,
-        service_name=otlp.service_name,
-        headers=headers or None,
-    )
+    try:
+        return otlp_observer(
+            otlp.endpoint,
+            traces=otlp.traces,
+            metrics=otlp.metrics,
+            service_name=otlp.service_name,
+            headers=headers or None,
+        )
+    except ValueError as exc:  # a header value that cannot be sent (named, never shown)
+        raise ConfigError(f"observe.otlp: {exc}") from None

@@ -73,12 +73,17 @@ class _Repeated(dict[Scalar, bytes]):
 
 def _text_attribute(key: str) -> Callable[[str], bytes]:
     """An encoder of one string attribute whose key is fixed (ids, a new value each call):
-    the key encoded once."""
+    the key encoded once, and a value short enough for one-byte lengths formatted in one step."""
     head = b"\x0a" + length_prefix(len(key.encode())) + key.encode() + b"\x12"
+    short = b"\x4a%c" + head.replace(b"%", b"%%") + b"%c\x0a%c%s"
+    fixed = len(head) + 3  # the pair's length beyond the value's
 
     def encode(value: str) -> bytes:
         text = value.encode("utf-8", "replace")
-        any_value = b"\x0a" + length_prefix(len(text)) + text
+        size = len(text)
+        if size + fixed < 128:
+            return short % (size + fixed, size + 2, size, text)
+        any_value = b"\x0a" + length_prefix(size) + text
         pair = head + length_prefix(len(any_value)) + any_value
         return b"\x4a" + length_prefix(len(pair)) + pair
 
@@ -133,7 +138,7 @@ def _trace() -> tuple[bytes, bytes]:
             trace_id = context.trace_id.to_bytes(16, "big")
             return trace_id, span_ids(trace_id, context.span_id.to_bytes(8, "big"))
     trace_id = (_random(128) or 1).to_bytes(16, "big")
-    return trace_id, span_ids(trace_id, b"")
+    return trace_id, b"\x0a\x10" + trace_id  # a root: no parent
 
 
 class OtlpTracer:

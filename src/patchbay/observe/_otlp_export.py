@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import atexit
 import collections
-import http.client
 import logging
 import struct
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit
+
+from httptools import HttpParserError
+
+from patchbay.observe._otlp_post import Poster
 
 __all__ = [
     "SpanShipper",
@@ -41,6 +43,8 @@ Attrs = tuple[tuple[str, Scalar], ...]
 _D = struct.Struct("<d").pack
 # span_id (2, 8 bytes), start_time_unix_nano (7) and end_time_unix_nano (8), in one call
 _ID_TIMES = struct.Struct("<BB8sBQBQ").pack
+# trace_id (1, 16 bytes) and parent_span_id (4, 8 bytes), tags and lengths given
+_IDS = struct.Struct("<2s16s2s8s").pack
 _EVENT_TIME = struct.Struct("<BQ").pack  # Span.Event.time_unix_nano (1), fixed64
 _ERROR_STATUS = b"\x7a\x02\x18\x02"  # Span.status (15) = Status{code (3): STATUS_CODE_ERROR}
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -118,7 +122,9 @@ class SpanTemplate:
 def span_ids(trace_id: bytes, parent: bytes) -> bytes:
     """The encoded trace id (16 bytes) and parent span id (8 bytes, b"" for a root) that spans
     of one trace under one parent share (`encode_span`'s `ids`)."""
-    return b"\x0a\x10" + trace_id + (b"\x22\x08" + parent if parent else b"")
+    if parent:
+        return _IDS(b"\x0a\x10", trace_id, b"\x22\x08", parent)
+    return b"\x0a\x10" + trace_id
 
 
 def encode_span(
@@ -184,15 +190,10 @@ class SpanShipper:
         delay_s: float = 1.0,
         timeout_s: float = 10.0,
     ) -> None:
-        self._url = url
-        parts = urlsplit(url)
-        self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname or "", parts.port
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        # One kept-alive connection, used under `_lock` only: a new connection per export
-        # costs more CPU than the export's spans did.
-        self._conn: http.client.HTTPConnection | None = None
-        self._headers = {"Content-Type": "application/x-protobuf", **headers}
+        # One kept-alive connection (no proxy: settings come from the config, never from the
+        # environment), used under `_lock` only: a new connection per export costs more CPU
+        # than the export's spans did.
+        self._poster = Poster(url, {"Content-Type": "application/x-protobuf", **headers}, timeout_s)
         self._encoder = _Encoder(resource, "patchbay", version)
         self._queue: collections.deque[bytes] = collections.deque()
         self._max = max_queue
@@ -245,9 +246,9 @@ class SpanShipper:
             if attempt:
                 time.sleep(0.5 * attempt)
             try:
-                status = self._post(body)
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop_connection()
+                status = self._poster.post(body)
+            except (OSError, HttpParserError) as exc:
+                self._poster.close()
                 why = type(exc).__name__
                 continue
             if 200 <= status < 300:
@@ -259,24 +260,6 @@ class SpanShipper:
         log.warning("otlp: %d spans not exported to the collector (%s)", count, why)
         self.failed += count
 
-    def _post(self, body: bytes) -> int:
-        """POST one export on the kept-alive connection (no proxy: settings come from the
-        config, never from the environment); the answer's status."""
-        if self._conn is None:
-            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = kind(self._host, self._port, timeout=self._timeout)
-        self._conn.request("POST", self._path, body=body, headers=self._headers)
-        answer = self._conn.getresponse()
-        answer.read()
-        if answer.will_close:
-            self._drop_connection()
-        return answer.status
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
     def shutdown(self) -> None:
         """Send what is queued and stop the thread."""
         if self._stopped:
@@ -286,5 +269,5 @@ class SpanShipper:
         self._thread.join(timeout=self._timeout)
         self.flush()
         with self._lock:
-            self._drop_connection()
+            self._poster.close()
         atexit.unregister(self.shutdown)

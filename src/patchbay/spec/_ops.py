@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, mod
 from patchbay.spec._base import Frozen, SecretRef, _reference
 
 _URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 _MAX_ROTATING = 4
@@ -135,6 +137,15 @@ class OtlpSpec(Frozen):
     def _sends_something(self) -> OtlpSpec:
         if not (self.traces or self.metrics):
             raise ValueError("sends nothing: set traces or metrics to true, or remove otlp")
+        return self
+
+    @model_validator(mode="after")
+    def _sendable_headers(self) -> OtlpSpec:
+        for name in self.headers:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"header {name!r} is not a valid HTTP header name")
+            if name.lower() in _FRAMING:
+                raise ValueError(f"header {name!r} is set by the exporter itself")
         return self
 
 
