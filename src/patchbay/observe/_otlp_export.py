@@ -13,7 +13,6 @@ opentelemetry-proto itself.
 from __future__ import annotations
 
 import atexit
-import collections
 import logging
 import struct
 import threading
@@ -195,7 +194,9 @@ class SpanShipper:
         # than the export's spans did.
         self._poster = Poster(url, {"Content-Type": "application/x-protobuf", **headers}, timeout_s)
         self._encoder = _Encoder(resource, "patchbay", version)
-        self._queue: collections.deque[bytes] = collections.deque()
+        # A list: the event loop only appends, the exporter takes a batch from the front in
+        # two C-level steps (a slice, a deletion), each atomic under the interpreter lock.
+        self._queue: list[bytes] = []
         self._max = max_queue
         self._batch = batch
         self._delay = delay_s
@@ -237,7 +238,8 @@ class SpanShipper:
         with self._lock:
             queue, size = self._queue, self._batch
             while len(queue) >= (1 if whole else size):
-                batch = [queue.popleft() for _ in range(min(len(queue), size))]
+                batch = queue[:size]
+                del queue[: len(batch)]
                 self._send(self._encoder.request(batch), len(batch))
 
     def _send(self, body: bytes, count: int) -> None:

@@ -20,6 +20,7 @@ __all__ = ["Poster"]
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no control character but tab in a value
+_SEND_BUFFER = 1 << 20  # bytes; an export of 512 spans is about 150 KB
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
@@ -96,6 +97,9 @@ class Poster:
         sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Room for a whole export: sent in one system call, not in pieces between which
+            # the thread waits for the collector and then for the interpreter lock.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
             if self._tls is not None:
                 return self._tls.wrap_socket(sock, server_hostname=self._host)
         except BaseException:
