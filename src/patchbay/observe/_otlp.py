@@ -101,7 +101,8 @@ _CONVERSATION_ID = _text_attribute("gen_ai.conversation.id")
 
 # Spans are msgspec structs outside the garbage collector, built without a Python-level
 # __init__: at 64 calls in flight the collector's passes and frames cost more than the spans.
-# None holds a reference back to itself (the token is dropped when the span ends).
+# No span is left in a reference cycle: the one through its context token (the task's
+# context holds the span while it is current) is broken when the span ends.
 class _ToolSpan(msgspec.Struct, gc=False):
     ids: bytes  # encoded trace and parent ids (`span_ids`)
     span_id: bytes
