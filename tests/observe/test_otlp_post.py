@@ -210,3 +210,17 @@ def test_the_shipper_gives_up_on_a_refusal_it_may_not_retry(collector: Make) -> 
         assert len(c.requests) == 1
     finally:
         shipper.shutdown()
+
+
+def test_an_endless_answer_is_given_up(collector: Make) -> None:
+    def endless(n: int, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+        chunk = b"x" * 65536
+        while True:
+            conn.sendall(chunk)
+
+    c = collector(endless)
+    poster = Poster(c.url, {}, 5.0)
+    with pytest.raises(ConnectionError, match="too large"):
+        poster.post(b"a")
+    poster.close()

@@ -20,6 +20,7 @@ __all__ = ["Poster"]
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no control character but tab in a value
+_MAX_ANSWER = 1 << 20  # bytes read of one answer before the connection is given up
 _SEND_BUFFER = 1 << 20  # bytes; an export of 512 spans is about 150 KB
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -81,12 +82,17 @@ class Poster:
         sock.sendall(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
         answer = _Answer()
         parser = answer.parser
+        read = 0
         while not answer.complete:
             data = sock.recv(65536)
             if not data:
                 if answer.headers_done:  # an answer whose end is the connection's
                     break
                 raise ConnectionError("the collector closed the connection without answering")
+            read += len(data)
+            if read > _MAX_ANSWER:  # an export's answer is a few bytes: this is not a collector
+                self.close()
+                raise ConnectionError("the collector's answer is too large")
             parser.feed_data(data)
         status: int = parser.get_status_code()
         if not answer.keep_alive:
