@@ -66,3 +66,20 @@ def test_repr_hides_the_password() -> None:
     store = RedisStore("redis://user:s3cret@127.0.0.1:6379/0")
     assert "s3cret" not in repr(store)
     assert "user:***@127.0.0.1:6379" in repr(store)
+
+
+async def test_a_connection_slow_to_close_does_not_fail_the_close(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore(redis_url, connect_timeout_s=0.25)
+    await store.set("k", b"1")
+    pool_close = store._redis.aclose
+
+    async def slow_close() -> None:
+        await pool_close()  # the sockets do close...
+        # ...but redis-py gave up waiting for one within the connect timeout
+        raise redis.exceptions.TimeoutError("Timed out closing connection after 0.25")
+
+    monkeypatch.setattr(store._redis, "aclose", slow_close)
+    await store.close()  # a shutdown goes on
+    await store.close()  # and a second close is still nothing
