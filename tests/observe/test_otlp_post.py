@@ -224,3 +224,24 @@ def test_an_endless_answer_is_given_up(collector: Make) -> None:
     with pytest.raises(ConnectionError, match="too large"):
         poster.post(b"a")
     poster.close()
+
+
+def test_a_path_and_host_beyond_ascii_are_sent_encoded(collector: Make) -> None:
+    c = collector(_ok)
+    url = c.url.replace("/v1/traces", "/tenants/zürich team/v1/traces?region=eu west")
+    poster = Poster(url, {}, 5.0)
+    try:
+        assert poster.post(b"a") == 200
+    finally:
+        poster.close()
+    ((head, _),) = c.requests
+    assert head.startswith(b"POST /tenants/z%C3%BCrich%20team/v1/traces?region=eu%20west HTTP")
+    # An international host name goes into Host as its ASCII (IDNA) form.
+    idn = Poster("http://bücher.example:4318/v1/traces", {}, 5.0)
+    assert b"Host: xn--bcher-kva.example:4318\r\n" in idn._head
+
+
+def test_a_header_value_beyond_latin_1_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'x-key' has a character that HTTP cannot carry") as no:
+        Poster("http://127.0.0.1:4318/v1/traces", {"x-key": "k€y"}, 5.0)
+    assert "k€y" not in str(no.value)

@@ -12,7 +12,7 @@ import re
 import socket
 import ssl
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
@@ -20,6 +20,7 @@ __all__ = ["Poster"]
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no control character but tab in a value
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved and already-escaped characters stay as written
 _MAX_ANSWER = 1 << 20  # bytes read of one answer before the connection is given up
 _SEND_BUFFER = 1 << 20  # bytes; an export of 512 spans is about 150 KB
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -59,19 +60,29 @@ class Poster:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._tls is not None else 80)
         self._timeout = timeout_s
-        shown = f"[{self._host}]" if ":" in self._host else self._host
+        shown = self._host if self._host.isascii() else self._host.encode("idna").decode()
+        if ":" in shown:
+            shown = f"[{shown}]"
         if parts.port is not None:
             shown = f"{shown}:{parts.port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = quote(parts.path or "/", safe=_PATH_SAFE)
+        if parts.query:
+            target += "?" + quote(parts.query, safe=_PATH_SAFE)
         lines = [f"POST {target} HTTP/1.1", f"Host: {shown}"]
         for name, value in headers.items():
             if not _TOKEN.fullmatch(name) or name.lower() in _FRAMING:
                 raise ValueError(f"OTLP header {name!r} cannot be sent")
             if _FORBIDDEN.search(value):
                 raise ValueError(f"OTLP header {name!r} has a control character in its value")
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:  # HTTP/1.1 header values are Latin-1 at most
+                raise ValueError(
+                    f"OTLP header {name!r} has a character that HTTP cannot carry"
+                ) from None
             lines.append(f"{name}: {value}")
         lines.append("Content-Length: ")
-        self._head = "\r\n".join(lines).encode("latin-1", "replace")
+        self._head = "\r\n".join(lines).encode("latin-1")
         self._sock: socket.socket | None = None
 
     def post(self, body: bytes) -> int:
