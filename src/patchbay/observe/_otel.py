@@ -86,7 +86,8 @@ def otlp_observer(
     `/v1/metrics` are added. `headers` go to the collector only (its API key, say).
     Spans leave in batches from a thread, off the event loop. Raises ValueError for an
     endpoint that is not an http(s) URL or a header that cannot be sent (a framing header,
-    a control character), RuntimeError when the `otel` extra is missing.
+    a control character, a character beyond Latin-1), RuntimeError when the `otel` extra is
+    missing.
 
     To send patchbay's spans through an OpenTelemetry SDK pipeline of your own instead, pass
     `OtlpObserver(tracing=Tracing(your_tracer_provider))`.
