@@ -8,7 +8,6 @@ answer's body is read and dropped (a collector's ExportTraceServiceResponse).
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 from collections.abc import Mapping
@@ -16,14 +15,15 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from patchbay.http._build import CONTROL
+from patchbay.spec._base import HEADER_NAME
+from patchbay.spec._ops import OTLP_OWN_HEADERS
+
 __all__ = ["Poster"]
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
-_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no control character but tab in a value
 _PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved and already-escaped characters stay as written
 _MAX_ANSWER = 1 << 20  # bytes read of one answer before the connection is given up
 _SEND_BUFFER = 1 << 20  # bytes; an export of 512 spans is about 150 KB
-_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 class _Answer:
@@ -70,9 +70,9 @@ class Poster:
             target += "?" + quote(parts.query, safe=_PATH_SAFE)
         lines = [f"POST {target} HTTP/1.1", f"Host: {shown}"]
         for name, value in headers.items():
-            if not _TOKEN.fullmatch(name) or name.lower() in _FRAMING:
+            if not HEADER_NAME.fullmatch(name) or name.lower() in OTLP_OWN_HEADERS:
                 raise ValueError(f"OTLP header {name!r} cannot be sent")
-            if _FORBIDDEN.search(value):
+            if CONTROL.search(value):
                 raise ValueError(f"OTLP header {name!r} has a control character in its value")
             try:
                 value.encode("latin-1")

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from patchbay.http._build import _header_value
 from patchbay.http._types import Response
+from patchbay.spec._base import HEADER_NAME
 
 __all__ = ["Answer", "extra_headers", "read_answer"]
 
 Answer = Literal["json", "text", "bytes"]
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 # framing and routing are the transport's; credentials are the integration's auth
 _RESERVED = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "proxy-authorization"}
@@ -39,7 +38,7 @@ def extra_headers(
         raise ValueError(f"content= must be str or bytes, not {type(content).__name__}")
     out: dict[str, str] = {}
     for name, value in (headers or {}).items():
-        if not _TOKEN.fullmatch(name) or name.lower() in _RESERVED:
+        if not HEADER_NAME.fullmatch(name) or name.lower() in _RESERVED:
             raise ValueError(f"a handler may not set the header {name[:40]!r}")
         out[name] = _header_value(name, value)
     if content_type is None and isinstance(content, str):

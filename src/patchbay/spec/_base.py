@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 _REFERENCE = re.compile(r"[a-z][a-z0-9+.-]*:\S+")
+# An HTTP header name: an RFC 9110 token (config headers, tool headers, collector headers).
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # an integration's `max_response_bytes`
 
 

@@ -17,6 +17,7 @@ from jmespath.exceptions import (
 )
 
 from patchbay._errors import ConfigError
+from patchbay.spec._base import HEADER_NAME
 from patchbay.spec._imports import import_callable, load_handler
 from patchbay.spec._model import Integration, Param, Prefetch, Tool
 from patchbay.spec._ops import GatewayAuth
@@ -102,14 +103,13 @@ def _not_a_url(path: str, where: str, integration: str | None) -> list[ConfigErr
     ]
 
 
-# RFC 9110 token characters for a header name; values may hold no control character but tab.
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# A header value may hold no control character but tab.
 _HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def _header(name: str, value: str, where: str) -> list[ConfigError]:
     """A fixed header must be sendable as written: a token name, no control characters."""
-    if not _HEADER_NAME.fullmatch(name):
+    if not HEADER_NAME.fullmatch(name):
         return [ConfigError(f"{name!r} is not a valid header name", where)]
     if _HEADER_CONTROL.search(value):
         return [ConfigError("a header value may not contain control characters", where)]

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, model_validator
 
-from patchbay.spec._base import Frozen, SecretRef, _reference
+from patchbay.spec._base import HEADER_NAME, Frozen, SecretRef, _reference
 
 _URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
-_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# Headers the OTLP exporter writes itself: `observe.otlp.headers` may not set them.
+OTLP_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 _MAX_ROTATING = 4
@@ -142,9 +142,9 @@ class OtlpSpec(Frozen):
     @model_validator(mode="after")
     def _sendable_headers(self) -> OtlpSpec:
         for name in self.headers:
-            if not _HEADER_NAME.fullmatch(name):
+            if not HEADER_NAME.fullmatch(name):
                 raise ValueError(f"header {name!r} is not a valid HTTP header name")
-            if name.lower() in _FRAMING:
+            if name.lower() in OTLP_OWN_HEADERS:
                 raise ValueError(f"header {name!r} is set by the exporter itself")
         return self
 
